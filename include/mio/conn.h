@@ -1,0 +1,54 @@
+/* Conn: a buffered connection on a reactor — read callback, write queue with back-pressure,
+ * half-close, idle timeout, and exactly one on_close. All functions are for the reactor's thread. */
+#ifndef MIO_CONN_H
+#define MIO_CONN_H
+
+#include <sys/uio.h>
+#include <mio/common.h>
+#include <mio/reactor.h>
+
+MIO_BEGIN_DECLS
+
+typedef struct mio_conn mio_conn;
+
+typedef struct mio_conn_ops {
+    /* Data received; len 0 means the peer's FIN (EOF), delivered once. `data` is valid only during
+     * the call (it lives in the reactor's shared read buffer). */
+    void (*on_read)(mio_conn *c, const void *data, size_t len, void *arg);
+    /* Runs exactly once: reason 0 after mio_conn_close, -ETIMEDOUT for the idle timeout,
+     * -ECONNRESET / -EPIPE / other -errno when the socket fails, -ECANCELED when a pool stop could
+     * not flush it in time. The conn is freed and its fd closed right after it returns. */
+    void (*on_close)(mio_conn *c, int reason, void *arg);
+    /* Optional: the write queue fell to the low water mark after exceeding the high one. */
+    void (*on_drain)(mio_conn *c, void *arg);
+} mio_conn_ops;
+
+/* Takes ownership of fd (made non-blocking if it is not) and adds it to the reactor. `ops` is
+ * copied. On failure the fd is still the caller's. Returns 0 and *out (may be NULL), -EINVAL,
+ * -ENOMEM, -EEXIST, -EBADF. */
+MIO_EXTERN int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg,
+                             mio_conn **out);
+/* Sends at once when nothing is queued and copies what cannot be sent now. Returns 0, -EPIPE
+ * (after shutdown/close), or the -errno of a failed send (the conn then closes by itself and
+ * on_close reports the same reason). */
+MIO_EXTERN int mio_conn_write(mio_conn *c, const void *data, size_t len);
+MIO_EXTERN int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt);
+/* Sends FIN once the queue is flushed; reading goes on. Returns 0 or -errno. */
+MIO_EXTERN int mio_conn_shutdown(mio_conn *c);
+/* Closes once the queue is flushed; no on_read after this; on_close(0) runs exactly once. */
+MIO_EXTERN void mio_conn_close(mio_conn *c);
+/* Bytes queued, not yet handed to the kernel. */
+MIO_EXTERN size_t mio_conn_pending(const mio_conn *c);
+/* Reading pauses while pending > high and resumes at <= low (then on_drain runs).
+ * Returns 0 or -EINVAL (low > high). Defaults: low 64 KiB, high 1 MiB. */
+MIO_EXTERN int mio_conn_set_watermarks(mio_conn *c, size_t low, size_t high);
+/* Closes with -ETIMEDOUT after ms without received data (0 disables). Returns 0 or -errno. */
+MIO_EXTERN int mio_conn_set_idle_timeout(mio_conn *c, uint64_t ms);
+/* The socket fd (owned by the conn). */
+MIO_EXTERN int mio_conn_fd(const mio_conn *c);
+/* The reactor the conn lives on. */
+MIO_EXTERN mio_reactor *mio_conn_reactor(const mio_conn *c);
+
+MIO_END_DECLS
+
+#endif

@@ -1,0 +1,67 @@
+/* Pool: an acceptor thread handing connections to N worker reactors (or N SO_REUSEPORT workers),
+ * with balancing, back-pressure, graceful shutdown and per-worker stats. */
+#ifndef MIO_POOL_H
+#define MIO_POOL_H
+
+#include <mio/common.h>
+#include <mio/net.h>
+#include <mio/reactor.h>
+
+MIO_BEGIN_DECLS
+
+typedef struct mio_pool mio_pool;
+
+/* Runs on the chosen worker's thread; the fd (O_NONBLOCK|O_CLOEXEC) is now the callee's; peer is
+ * never NULL and valid only during the call. */
+typedef void (*mio_accept_fn)(mio_reactor *worker, int fd, const mio_addr *peer, void *arg);
+
+#define MIO_POOL_ACCEPTOR 0 /* default: one acceptor thread hands fds to the workers */
+#define MIO_POOL_REUSEPORT 1 /* each worker owns an SO_REUSEPORT listener and accepts itself */
+#define MIO_BALANCE_ROUND_ROBIN 0 /* default */
+#define MIO_BALANCE_LEAST_LOADED 1
+
+typedef struct mio_pool_opts {
+    unsigned workers;      /* 0: one per CPU this process may run on */
+    int mode;              /* MIO_POOL_ACCEPTOR or MIO_POOL_REUSEPORT */
+    int balance;           /* MIO_BALANCE_ROUND_ROBIN or MIO_BALANCE_LEAST_LOADED */
+    unsigned ring_size;    /* hand-off ring slots per worker (power of two); 0: 4096 */
+    int backlog;           /* listen backlog; 0: 1024 */
+    unsigned accept_batch; /* accepts per listener readiness before yielding; 0: 256 */
+    bool pin_cpus;         /* pin worker i (and the acceptor) to CPUs round robin */
+} mio_pool_opts;
+
+typedef struct mio_worker_stats {
+    uint64_t accepted, active, handed_off, wakes_performed, wakes_elided, ring_full, emfile;
+    uint64_t accept_errors; /* ECONNABORTED / EPROTO / EPERM skipped */
+    uint64_t ring_len;      /* fds waiting in this worker's ring now */
+} mio_worker_stats;
+
+/* Creates a pool (no thread yet). Returns 0 and *out, -EINVAL (bad mode/balance), -ENOMEM. */
+MIO_EXTERN int mio_pool_new(const mio_pool_opts *opts, mio_pool **out);
+/* Binds a listener at once (port 0 resolved; see mio_pool_local_addr) and routes its connections
+ * to fn(worker, fd, peer, arg). Before start only (-EINVAL after). Returns the listener index
+ * (counting calls from 0) or -errno (-EADDRINUSE, ...). */
+MIO_EXTERN int mio_pool_listen(mio_pool *pool, const mio_addr *addr, mio_accept_fn fn, void *arg);
+/* The bound address of listener i. Returns 0, -EINVAL (bad index). */
+MIO_EXTERN int mio_pool_local_addr(const mio_pool *pool, unsigned listener, mio_addr *out);
+/* Starts the threads and returns once every one runs. Pool threads block SIGINT, SIGTERM and
+ * SIGPIPE. Returns 0, -EINVAL (already started, stopped, or no listener), -errno. */
+MIO_EXTERN int mio_pool_start(mio_pool *pool);
+/* Stops accepting and closes the listeners (new connects are refused; in reuseport mode the kernel
+ * resets connections still queued on a closing listener, so stop first closes them to new SYNs as
+ * quickly as it can), closes fds still queued for hand-off, then flushes and closes every mio_conn
+ * open on the workers (on_close runs; reason -ECANCELED if not flushed within drain_ms), joins every
+ * thread. Returns as soon as all is flushed or drain_ms passed; no callback runs after it returns.
+ * Any thread but a pool thread. Stop before start and a second stop return 0. */
+MIO_EXTERN int mio_pool_stop(mio_pool *pool, int drain_ms);
+/* Stops (drain 0) if still running, then frees everything; NULL accepted. */
+MIO_EXTERN void mio_pool_free(mio_pool *pool);
+MIO_EXTERN unsigned mio_pool_workers(const mio_pool *pool);
+/* Worker i's reactor (borrowed), NULL when i >= workers. */
+MIO_EXTERN mio_reactor *mio_pool_worker(mio_pool *pool, unsigned i);
+/* Any thread: worker i's counters. Returns 0 or -EINVAL (bad index). */
+MIO_EXTERN int mio_pool_stats(const mio_pool *pool, unsigned worker, mio_worker_stats *out);
+
+MIO_END_DECLS
+
+#endif

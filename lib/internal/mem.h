@@ -1,0 +1,24 @@
+/* The one allocation path of libmio. With jemalloc, an arena handle selects a per-reactor arena
+ * (mallocx(MALLOCX_ARENA)); without it, plain malloc. Tests wrap these symbols (-Wl,--wrap) to
+ * inject allocation failure, so they stay out-of-line. */
+#ifndef MIO_INTERNAL_MEM_H
+#define MIO_INTERNAL_MEM_H
+
+#include <stddef.h>
+
+/* 0 is the default arena; other values are jemalloc arena index + 1. */
+typedef unsigned mio__arena;
+
+/* Creates a private arena. Returns 0 and *out (0 without jemalloc), or -ENOMEM. */
+int mio__arena_create(mio__arena *out);
+/* Destroys an arena made by mio__arena_create once everything in it is freed; 0 is ignored. */
+void mio__arena_destroy(mio__arena arena);
+/* Bytes allocated in the arena (jemalloc stats), or 0 when unknown. */
+size_t mio__arena_allocated(mio__arena arena);
+
+void *mio__alloc(mio__arena arena, size_t size);  /* NULL on failure; size 0 -> NULL */
+void *mio__calloc(mio__arena arena, size_t n, size_t size);
+void *mio__realloc(mio__arena arena, void *p, size_t size);
+void mio__free(mio__arena arena, void *p); /* NULL accepted */
+
+#endif
