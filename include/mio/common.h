@@ -4,6 +4,7 @@
 #ifndef MIO_COMMON_H
 #define MIO_COMMON_H
 
+#include <errno.h> /* results are compared against -EAGAIN, -ENOENT, ... */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
