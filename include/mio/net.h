@@ -30,8 +30,9 @@ typedef struct mio_addr {
     } u;
 } mio_addr;
 
-/* Longest text mio_addr_format can produce, with the NUL (unix paths are the long ones). */
-#define MIO_ADDR_STRLEN 128
+/* Longest text mio_addr_format can produce, with the NUL. The long ones are unix: a 107-byte path,
+ * or a 107-byte abstract name whose every byte needs a 4-character \xHH escape. */
+#define MIO_ADDR_STRLEN 448
 
 /* Parses "127.0.0.1:80", "[::1]:80", "[fe80::1%eth0]:80", "unix:/path/sock", "unix:@abstract".
  * No DNS. Returns 0, or -EINVAL for NULL or malformed text (out is then left untouched). */
