@@ -1,3 +1,4 @@
+#include <limits.h>
 #include <string.h>
 
 #include <mio/common.h>
@@ -6,6 +7,9 @@ const char *mio_strerror(int result)
 {
     if (result >= 0)
         return "success";
+    /* -INT_MIN is not an int: no errno has that value anyway. */
+    if (result == INT_MIN)
+        return "unknown error";
     /* strerror's text for a known errno is a static string in glibc; the buffer only serves the
      * "Unknown error" case, and is per thread so concurrent callers cannot tear it. */
     static _Thread_local char buf[64];
