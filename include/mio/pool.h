@@ -30,10 +30,20 @@ typedef struct mio_pool_opts {
     bool pin_cpus;         /* pin worker i (and the acceptor) to CPUs round robin */
 } mio_pool_opts;
 
+/* Per-worker counters (relaxed snapshots). In acceptor mode the acceptor's own counters (emfile,
+ * accept_errors, accept_calls, listener_paused) are reported on worker 0. */
 typedef struct mio_worker_stats {
-    uint64_t accepted, active, handed_off, wakes_performed, wakes_elided, ring_full, emfile;
-    uint64_t accept_errors; /* ECONNABORTED / EPROTO / EPERM skipped */
-    uint64_t ring_len;      /* fds waiting in this worker's ring now */
+    uint64_t accepted;        /* connections handed to the accept function on this worker */
+    uint64_t active;          /* mio_conns open on this worker's reactor now */
+    uint64_t handed_off;      /* acceptor mode: fds pushed into this worker's ring */
+    uint64_t wakes_performed; /* hand-off wakes that wrote the worker's eventfd */
+    uint64_t wakes_elided;    /* hand-off wakes skipped because the worker was not asleep */
+    uint64_t ring_full;       /* times this worker's ring was found full and skipped */
+    uint64_t emfile;          /* EMFILE/ENFILE on accept (a pending connection was shed) */
+    uint64_t accept_errors;   /* ECONNABORTED / EPROTO / EPERM skipped, ENOBUFS / ENOMEM */
+    uint64_t ring_len;        /* fds waiting in this worker's ring now */
+    uint64_t accept_calls;    /* accept4 calls made */
+    uint64_t listener_paused; /* times accepting paused because every ring was full */
 } mio_worker_stats;
 
 /* Creates a pool (no thread yet). Returns 0 and *out, -EINVAL (bad mode/balance), -ENOMEM. */

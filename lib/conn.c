@@ -1,0 +1,467 @@
+/* mio_conn: a buffered connection on a reactor.
+ *
+ * Reading: edge-triggered; every read call offers the reactor's shared 64 KiB buffer, and a short
+ * read means the socket is drained (no extra -EAGAIN read) unless the event said read-closed, in
+ * which case we read on until 0 so the FIN is never lost.
+ * Writing: straight to the socket while nothing is queued; the rest is copied into the write queue
+ * (arena chunks) and flushed with writev when WRITABLE fires. WRITABLE interest is held only while
+ * something is queued. Above the high water mark reading stops (READABLE interest dropped), at the
+ * low mark it resumes (re-adding READABLE re-arms the edge for data that arrived meanwhile) and
+ * on_drain runs.
+ * Lifetime: teardown happens once (F_DEAD) and runs on_close; if we are inside this conn's own I/O
+ * handler the memory is released when the handler unwinds, otherwise at once. Events of a conn torn
+ * down from another conn's callback are dropped by the reactor (generation tokens). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
+#include <mio/conn.h>
+#include <mio/net.h>
+#include "internal/conn_queue.h"
+#include "internal/reactor_int.h"
+
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+
+#define CONN_LOW_DEFAULT (64u * 1024u)
+#define CONN_HIGH_DEFAULT (1024u * 1024u)
+
+enum {
+    F_IN_IO = 1u << 0,      /* inside conn_on_io: free is deferred to its end */
+    F_DEAD = 1u << 1,       /* torn down, on_close ran or runs */
+    F_CLOSING = 1u << 2,    /* mio_conn_close called: flush, then close; no more on_read */
+    F_PAUSED = 1u << 3,     /* pending > high: not reading */
+    F_EOF = 1u << 4,        /* peer FIN delivered */
+    F_SHUT_REQ = 1u << 5,   /* mio_conn_shutdown called */
+    F_SHUT_DONE = 1u << 6,  /* shutdown(SHUT_WR) issued */
+    F_TIMER = 1u << 7,      /* idle timer armed (c->timer valid) */
+};
+
+struct mio_conn {
+    struct mio__list node; /* in mio__reactor_conns(r); first so a node maps back to the conn */
+    mio_reactor *r;
+    mio_conn_ops ops;
+    void *arg;
+    struct mio__wq wq;
+    mio_token token;
+    mio_timer_id timer;
+    uint64_t last_active; /* reactor time of the last received data */
+    uint64_t idle_ms;
+    size_t low, high;
+    int fd;
+    uint16_t flags;
+    mio_interest interest; /* what is registered now */
+};
+
+static inline mio_conn *conn_of(struct mio__list *n)
+{
+    return (mio_conn *)(void *)((char *)n - offsetof(mio_conn, node));
+}
+
+static inline void list_add_tail(struct mio__list *head, struct mio__list *n)
+{
+    n->prev = head->prev;
+    n->next = head;
+    head->prev->next = n;
+    head->prev = n;
+}
+
+static inline void list_del(struct mio__list *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+
+static void conn_release(mio_conn *c)
+{
+    mio__free(mio__reactor_arena(c->r), c);
+}
+
+/* Tears the conn down exactly once: deregisters, cancels the timer, drops the queue, runs
+ * on_close(reason), closes the fd. Frees now unless the conn's own handler is on the stack. */
+static void conn_teardown(mio_conn *c, int reason)
+{
+    mio_reactor *r = c->r;
+
+    if (c->flags & F_DEAD)
+        return;
+    c->flags |= F_DEAD;
+    (void)mio_reactor_remove(r, c->token);
+    if (c->flags & F_TIMER) {
+        (void)mio_reactor_timer_cancel(r, c->timer);
+        c->flags &= (uint16_t)~F_TIMER;
+    }
+    list_del(&c->node);
+    mio__reactor_conn_count_add(r, -1);
+    mio__wq_clear(&c->wq, mio__reactor_arena(r));
+    if (c->ops.on_close != NULL)
+        c->ops.on_close(c, reason, c->arg);
+    (void)close(c->fd);
+    c->fd = -1;
+    if (!(c->flags & F_IN_IO))
+        conn_release(c);
+}
+
+/* Brings the registered interest in line with the state. READABLE while reading is allowed and
+ * the peer has not finished; WRITABLE while something is queued. A conn that wants nothing (EOF
+ * seen, queue empty) keeps READABLE: errors and hang-ups are reported whatever the interest. */
+static int conn_sync_interest(mio_conn *c)
+{
+    mio_interest want = 0;
+    int err;
+
+    if (!(c->flags & (F_CLOSING | F_PAUSED | F_EOF)))
+        want |= MIO_READABLE;
+    if (!mio__wq_is_empty(&c->wq))
+        want |= MIO_WRITABLE;
+    if (want == 0)
+        want = MIO_READABLE;
+    if (want == c->interest)
+        return 0;
+    err = mio_reactor_modify(c->r, c->token, want);
+    if (err < 0) {
+        conn_teardown(c, err);
+        return err;
+    }
+    c->interest = want;
+    return 0;
+}
+
+/* Queue just emptied: finish a requested shutdown or close. Returns < 0 when the conn died. */
+static int conn_flushed(mio_conn *c)
+{
+    if (c->flags & F_CLOSING) {
+        conn_teardown(c, 0);
+        return -EPIPE;
+    }
+    if ((c->flags & F_SHUT_REQ) && !(c->flags & F_SHUT_DONE)) {
+        int err = mio_socket_shutdown(c->fd, SHUT_WR);
+
+        c->flags |= F_SHUT_DONE;
+        if (err < 0 && err != -ENOTCONN) {
+            conn_teardown(c, err);
+            return err;
+        }
+    }
+    return 0;
+}
+
+/* Writes the queue out until it is empty or the socket is full. Runs on WRITABLE only, so the
+ * common case (nothing queued) never gets here. */
+static void conn_flush(mio_conn *c)
+{
+    mio__arena arena = mio__reactor_arena(c->r);
+    struct iovec iov[IOV_MAX];
+
+    while (!mio__wq_is_empty(&c->wq)) {
+        int cnt = mio__wq_peek(&c->wq, iov, IOV_MAX);
+        ssize_t n = mio_sendv(c->fd, iov, cnt);
+
+        if (n == -EINTR)
+            continue;
+        if (n == -EAGAIN)
+            break;
+        if (n < 0) {
+            conn_teardown(c, (int)n);
+            return;
+        }
+        mio__wq_consume(&c->wq, arena, (size_t)n);
+    }
+    if (mio__wq_is_empty(&c->wq) && conn_flushed(c) < 0)
+        return;
+    if ((c->flags & F_PAUSED) && c->wq.bytes <= c->low) {
+        c->flags &= (uint16_t)~F_PAUSED;
+        if (conn_sync_interest(c) < 0)
+            return;
+        if (c->ops.on_drain != NULL)
+            c->ops.on_drain(c, c->arg);
+        if (c->flags & F_DEAD)
+            return;
+    }
+    (void)conn_sync_interest(c);
+}
+
+/* Reads while data comes. `rdhup`: the event carried read-closed, so a short read is not proof of
+ * a drained socket: read on until 0 (EOF) or -EAGAIN. */
+static void conn_read(mio_conn *c, bool rdhup)
+{
+    size_t cap;
+    void *buf = mio__reactor_read_buffer(c->r, &cap);
+
+    while (!(c->flags & (F_DEAD | F_CLOSING | F_PAUSED | F_EOF))) {
+        ssize_t n = mio_recv(c->fd, buf, cap);
+
+        if (n > 0) {
+            c->last_active = mio_reactor_now_ms(c->r);
+            c->ops.on_read(c, buf, (size_t)n, c->arg);
+            if ((size_t)n < cap && !rdhup)
+                break;
+        } else if (n == 0) {
+            c->flags |= F_EOF;
+            c->last_active = mio_reactor_now_ms(c->r);
+            c->ops.on_read(c, buf, 0, c->arg);
+            if (!(c->flags & F_DEAD))
+                (void)conn_sync_interest(c);
+            break;
+        } else if (n == -EINTR) {
+            continue;
+        } else if (n == -EAGAIN) {
+            break;
+        } else {
+            conn_teardown(c, (int)n);
+            break;
+        }
+    }
+}
+
+static void conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, void *arg)
+{
+    mio_conn *c = arg;
+
+    (void)r;
+    (void)token;
+    c->flags |= F_IN_IO;
+    if (mio_event_is_error(ev)) {
+        int err = mio_socket_take_error(c->fd);
+
+        if (err < 0) {
+            conn_teardown(c, err);
+            goto out;
+        }
+    }
+    if (!mio__wq_is_empty(&c->wq) &&
+        (mio_event_is_writable(ev) || mio_event_is_write_closed(ev) || mio_event_is_error(ev)))
+        conn_flush(c);
+    if (!(c->flags & F_DEAD) &&
+        (mio_event_is_readable(ev) || mio_event_is_read_closed(ev) || mio_event_is_error(ev)))
+        conn_read(c, mio_event_is_read_closed(ev));
+out:
+    c->flags &= (uint16_t)~F_IN_IO;
+    if (c->flags & F_DEAD)
+        conn_release(c);
+}
+
+static int conn_arm_timer(mio_conn *c, uint64_t after_ms);
+
+static void conn_on_timer(mio_reactor *r, mio_timer_id id, void *arg)
+{
+    mio_conn *c = arg;
+    uint64_t now = mio_reactor_now_ms(r), due;
+
+    (void)id;
+    c->flags &= (uint16_t)~F_TIMER;
+    if (c->idle_ms == 0)
+        return;
+    /* Reads only stamp last_active; the timer re-arms lazily for the time left. */
+    due = c->last_active + c->idle_ms;
+    if (now >= due)
+        conn_teardown(c, -ETIMEDOUT);
+    else if (conn_arm_timer(c, due - now) < 0)
+        conn_teardown(c, -ENOMEM);
+}
+
+static int conn_arm_timer(mio_conn *c, uint64_t after_ms)
+{
+    int err = mio_reactor_timer_start(c->r, after_ms, 0, conn_on_timer, c, &c->timer);
+
+    if (err < 0)
+        return err;
+    c->flags |= F_TIMER;
+    return 0;
+}
+
+int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mio_conn **out)
+{
+    mio__arena arena;
+    mio_conn *c;
+    int fl, err;
+
+    if (r == NULL || fd < 0 || ops == NULL || ops->on_read == NULL)
+        return -EINVAL;
+    fl = fcntl(fd, F_GETFL);
+    if (fl == -1)
+        return -errno;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
+        return -errno;
+    arena = mio__reactor_arena(r);
+    c = mio__calloc(arena, 1, sizeof(*c));
+    if (c == NULL)
+        return -ENOMEM;
+    c->r = r;
+    c->ops = *ops;
+    c->arg = arg;
+    c->fd = fd;
+    c->low = CONN_LOW_DEFAULT;
+    c->high = CONN_HIGH_DEFAULT;
+    c->interest = MIO_READABLE;
+    c->last_active = mio_reactor_now_ms(r);
+    mio__wq_init(&c->wq);
+    err = mio_reactor_add(r, fd, MIO_READABLE, conn_on_io, c, &c->token);
+    if (err < 0)
+        goto err_free;
+    list_add_tail(mio__reactor_conns(r), &c->node);
+    mio__reactor_conn_count_add(r, 1);
+    if (out != NULL)
+        *out = c;
+    return 0;
+
+err_free:
+    mio__free(arena, c);
+    return err;
+}
+
+int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0, sent = 0;
+    bool was_empty;
+    int err;
+
+    if (c == NULL || iovcnt < 0 || (iovcnt > 0 && iov == NULL))
+        return -EINVAL;
+    if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_REQ))
+        return -EPIPE;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (total == 0)
+        return 0;
+    was_empty = mio__wq_is_empty(&c->wq);
+    if (was_empty) {
+        ssize_t n;
+
+        do
+            n = mio_sendv(c->fd, iov, iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
+        while (n == -EINTR);
+        if (n < 0 && n != -EAGAIN) {
+            conn_teardown(c, (int)n);
+            return (int)n;
+        }
+        sent = n > 0 ? (size_t)n : 0;
+        if (sent == total)
+            return 0;
+    }
+    err = mio__wq_append(&c->wq, mio__reactor_arena(c->r), iov, iovcnt, sent);
+    if (err < 0) {
+        conn_teardown(c, err);
+        return err;
+    }
+    if (!(c->flags & F_PAUSED) && c->wq.bytes > c->high)
+        c->flags |= F_PAUSED;
+    return conn_sync_interest(c);
+}
+
+int mio_conn_write(mio_conn *c, const void *data, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+
+    if (len > 0 && data == NULL)
+        return -EINVAL;
+    return mio_conn_writev(c, &iov, 1);
+}
+
+int mio_conn_shutdown(mio_conn *c)
+{
+    if (c == NULL)
+        return -EINVAL;
+    if (c->flags & (F_DEAD | F_CLOSING))
+        return -EPIPE;
+    if (c->flags & F_SHUT_REQ)
+        return 0;
+    c->flags |= F_SHUT_REQ;
+    if (mio__wq_is_empty(&c->wq))
+        return conn_flushed(c);
+    return 0;
+}
+
+void mio_conn_close(mio_conn *c)
+{
+    if (c == NULL || (c->flags & (F_DEAD | F_CLOSING)))
+        return;
+    c->flags |= F_CLOSING;
+    if (mio__wq_is_empty(&c->wq))
+        conn_teardown(c, 0);
+    else
+        (void)conn_sync_interest(c);
+}
+
+size_t mio_conn_pending(const mio_conn *c)
+{
+    return c != NULL ? c->wq.bytes : 0;
+}
+
+int mio_conn_set_watermarks(mio_conn *c, size_t low, size_t high)
+{
+    if (c == NULL || low > high)
+        return -EINVAL;
+    if (c->flags & F_DEAD)
+        return -EPIPE;
+    c->low = low;
+    c->high = high;
+    if (!(c->flags & F_PAUSED) && c->wq.bytes > high)
+        c->flags |= F_PAUSED;
+    else if ((c->flags & F_PAUSED) && c->wq.bytes <= low)
+        c->flags &= (uint16_t)~F_PAUSED; /* no on_drain: the caller moved the marks itself */
+    return conn_sync_interest(c);
+}
+
+int mio_conn_set_idle_timeout(mio_conn *c, uint64_t ms)
+{
+    if (c == NULL)
+        return -EINVAL;
+    if (c->flags & F_DEAD)
+        return -EPIPE;
+    if (c->flags & F_TIMER) {
+        (void)mio_reactor_timer_cancel(c->r, c->timer);
+        c->flags &= (uint16_t)~F_TIMER;
+    }
+    c->idle_ms = ms;
+    c->last_active = mio_reactor_now_ms(c->r);
+    if (ms == 0)
+        return 0;
+    return conn_arm_timer(c, ms);
+}
+
+int mio_conn_fd(const mio_conn *c)
+{
+    return c != NULL ? c->fd : -EINVAL;
+}
+
+mio_reactor *mio_conn_reactor(const mio_conn *c)
+{
+    return c != NULL ? c->r : NULL;
+}
+
+/* Pool stop: asks every conn to close after flushing; at or past the deadline the ones still
+ * flushing close with -ECANCELED. on_close callbacks may close or free other conns, so the list is
+ * detached and each node is moved back before it is acted upon: a conn freed meanwhile unlinks
+ * itself from whichever list holds it. */
+int mio__conn_close_all(mio_reactor *r, uint64_t deadline_ms)
+{
+    struct mio__list *head = mio__reactor_conns(r), work;
+    bool late = mio_reactor_now_ms(r) >= deadline_ms;
+    int left = 0;
+
+    if (head->next == head)
+        return 0;
+    work.next = head->next;
+    work.prev = head->prev;
+    work.next->prev = &work;
+    work.prev->next = &work;
+    head->next = head->prev = head;
+    while (work.next != &work) {
+        struct mio__list *n = work.next;
+        mio_conn *c = conn_of(n);
+
+        list_del(n);
+        list_add_tail(head, n);
+        /* Either call may free c: it is not touched afterwards. */
+        if (late && !mio__wq_is_empty(&c->wq))
+            conn_teardown(c, -ECANCELED);
+        else
+            mio_conn_close(c);
+    }
+    for (struct mio__list *n = head->next; n != head; n = n->next)
+        left++;
+    return left;
+}

@@ -1,0 +1,130 @@
+/* Private structures of the pool: listeners, workers with their hand-off rings, the acceptor.
+ * Thread roles: the "owner" thread calls mio_pool_* (new, listen, start, stop, free); the acceptor
+ * thread is the only producer of every ring; worker i's thread is the only consumer of ring i.
+ * Include config.h before this header (cpu_set_t needs _GNU_SOURCE). */
+#ifndef MIO_INTERNAL_POOL_INT_H
+#define MIO_INTERNAL_POOL_INT_H
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <ck_ring.h>
+#include <mio/poll.h>
+#include <mio/pool.h>
+#include <mio/reactor.h>
+#include <mio/waker.h>
+
+#if defined(__SANITIZE_THREAD__)
+#define MIO_POOL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MIO_POOL_TSAN 1
+#endif
+#endif
+
+/* One accepted connection travelling from the acceptor to a worker, by value. */
+struct mio__handoff {
+    int fd;
+    unsigned listener;
+    mio_addr peer;
+};
+CK_RING_PROTOTYPE(mio__handoff, mio__handoff)
+
+/* Per-worker counters: written by the acceptor or the worker, read by anyone (relaxed). */
+struct mio__pool_counters {
+    _Atomic uint64_t accepted, handed_off, wakes_performed, wakes_elided, ring_full, emfile,
+        accept_errors, accept_calls, listener_paused;
+};
+
+static inline void mio__count(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+struct mio__pool_listener {
+    mio_accept_fn fn;
+    void *arg;
+    mio_addr addr; /* as bound (port resolved) */
+    int *fds;      /* acceptor mode: fds[0]; reuseport: one per worker. -1 once closed */
+    mio_token *tokens; /* reuseport: each worker's registration of fds[i] */
+};
+
+struct mio__pool_worker {
+    mio_pool *pool;
+    unsigned index;
+    mio_reactor *r;
+    pthread_t thread;
+    bool joinable;
+    /* hand-off ring: acceptor produces, this worker consumes */
+    ck_ring_t ring;
+    struct mio__handoff *slots;
+#ifdef MIO_POOL_TSAN
+    /* ck_ring publishes through fences ThreadSanitizer cannot see; under TSan only, ring calls
+     * are serialized so the reports left are about our code, not ck's. */
+    pthread_mutex_t ring_mu;
+#endif
+    struct mio__pool_counters st;
+    /* worker thread only */
+    bool stopping;
+    uint64_t deadline;
+    int spare_fd;      /* reuseport: spare fd for EMFILE */
+    bool accept_paused; /* reuseport: EMFILE pause in progress */
+    bool accept_more;   /* reuseport: a batch hit its limit, a continuation is queued */
+};
+
+enum { POOL_NEW, POOL_RUNNING, POOL_STOPPED };
+
+struct mio_pool {
+    mio_pool_opts opts; /* resolved: no zero left */
+    int state;          /* owner thread only */
+    struct mio__pool_listener *listeners;
+    unsigned nlisteners;
+    struct mio__pool_worker *workers;
+    unsigned nworkers;
+    /* acceptor (acceptor mode) */
+    pthread_t acceptor;
+    bool acceptor_joinable;
+    mio_poll *apoll;
+    mio_waker *awaker;
+    int spare_fd;
+    _Atomic bool stop_accepting;  /* owner -> acceptor */
+    _Atomic bool full_paused;     /* acceptor: every ring was full, listeners deregistered */
+    _Atomic bool rearm_requested; /* a worker drained while full_paused: one waker write */
+    unsigned rr_next;             /* acceptor only */
+    /* start barrier */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned running; /* threads that reached their loop */
+    int start_err;
+    int drain_ms;
+    cpu_set_t cpus;   /* CPUs the process may run on (pinning) */
+};
+
+/* ring helpers (pool_worker.c) */
+bool mio__pool_ring_push(struct mio__pool_worker *w, const struct mio__handoff *h);
+bool mio__pool_ring_pop(struct mio__pool_worker *w, struct mio__handoff *h);
+unsigned mio__pool_ring_len(struct mio__pool_worker *w);
+bool mio__pool_ring_has_room(struct mio__pool_worker *w);
+
+/* worker side (pool_worker.c) */
+void *mio__pool_worker_main(void *arg);
+int mio__pool_worker_post_stop(struct mio__pool_worker *w);
+void mio__pool_worker_close_ring(struct mio__pool_worker *w);
+
+/* acceptor (pool_acceptor.c) */
+void *mio__pool_acceptor_main(void *arg);
+
+/* shared helpers (pool.c) */
+void mio__pool_thread_running(mio_pool *pool, int err);
+void mio__pool_pin(mio_pool *pool, unsigned slot);
+/* Accepts one connection on lfd: fd >= 0, -EAGAIN, or another -errno (EMFILE handled by the
+ * caller with the spare fd). EINTR is retried here. */
+int mio__pool_accept(int lfd, mio_addr *peer);
+/* Spare-fd trick for EMFILE/ENFILE: closes *spare, accepts and closes one connection so the
+ * client sees it closed instead of hanging, reopens the spare. */
+void mio__pool_shed_one(int lfd, int *spare);
+int mio__pool_spare_open(void);
+
+#endif

@@ -1,0 +1,448 @@
+/* mio_pool: lifecycle (new, listen, start, stop, free), listeners, stats, and the small helpers the
+ * acceptor and the workers share. The threads themselves live in pool_acceptor.c and
+ * pool_worker.c. */
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <mio/net.h>
+#include <mio/pool.h>
+#include "internal/mem.h"
+#include "internal/pool_int.h"
+#include "internal/reactor_int.h"
+
+#define POOL_RING_DEFAULT 4096u
+#define POOL_BACKLOG_DEFAULT 1024
+#define POOL_BATCH_DEFAULT 256u
+
+static unsigned round_pow2(unsigned v)
+{
+    unsigned p = 2;
+
+    while (p < v && p < (1u << 30))
+        p <<= 1;
+    return p;
+}
+
+static void pool_close_listeners(mio_pool *pool)
+{
+    unsigned nfds = pool->opts.mode == MIO_POOL_REUSEPORT ? pool->nworkers : 1;
+
+    for (unsigned l = 0; l < pool->nlisteners; l++)
+        for (unsigned i = 0; i < nfds; i++)
+            if (pool->listeners[l].fds[i] >= 0) {
+                (void)close(pool->listeners[l].fds[i]);
+                pool->listeners[l].fds[i] = -1;
+            }
+}
+
+static void pool_free_workers(mio_pool *pool)
+{
+    for (unsigned i = 0; i < pool->nworkers; i++) {
+        struct mio__pool_worker *w = &pool->workers[i];
+
+        mio_reactor_free(w->r);
+        mio__free(0, w->slots);
+#ifdef MIO_POOL_TSAN
+        pthread_mutex_destroy(&w->ring_mu);
+#endif
+    }
+    mio__free(0, pool->workers);
+}
+
+int mio_pool_new(const mio_pool_opts *opts, mio_pool **out)
+{
+    mio_pool_opts o = {0};
+    mio_pool *pool;
+    int err = -ENOMEM;
+
+    if (out == NULL)
+        return -EINVAL;
+    if (opts != NULL)
+        o = *opts;
+    if ((o.mode != MIO_POOL_ACCEPTOR && o.mode != MIO_POOL_REUSEPORT) ||
+        (o.balance != MIO_BALANCE_ROUND_ROBIN && o.balance != MIO_BALANCE_LEAST_LOADED) ||
+        o.backlog < 0 || o.workers > 4096)
+        return -EINVAL;
+    pool = mio__calloc(0, 1, sizeof(*pool));
+    if (pool == NULL)
+        return -ENOMEM;
+    CPU_ZERO(&pool->cpus);
+    if (sched_getaffinity(0, sizeof(pool->cpus), &pool->cpus) == -1 || CPU_COUNT(&pool->cpus) == 0) {
+        CPU_ZERO(&pool->cpus);
+        CPU_SET(0, &pool->cpus);
+    }
+    if (o.workers == 0)
+        o.workers = (unsigned)CPU_COUNT(&pool->cpus);
+    o.ring_size = round_pow2(o.ring_size == 0 ? POOL_RING_DEFAULT : o.ring_size);
+    if (o.backlog == 0)
+        o.backlog = POOL_BACKLOG_DEFAULT;
+    if (o.accept_batch == 0)
+        o.accept_batch = POOL_BATCH_DEFAULT;
+    pool->opts = o;
+    pool->spare_fd = -1;
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->cv, NULL);
+    pool->workers = mio__calloc(0, o.workers, sizeof(*pool->workers));
+    if (pool->workers == NULL)
+        goto err_pool;
+    for (unsigned i = 0; i < o.workers; i++) {
+        struct mio__pool_worker *w = &pool->workers[i];
+
+        w->pool = pool;
+        w->index = i;
+        w->spare_fd = -1;
+        w->slots = mio__calloc(0, o.ring_size, sizeof(*w->slots));
+        if (w->slots == NULL)
+            goto err_workers;
+        ck_ring_init(&w->ring, o.ring_size);
+#ifdef MIO_POOL_TSAN
+        pthread_mutex_init(&w->ring_mu, NULL);
+#endif
+        pool->nworkers = i + 1;
+        err = mio_reactor_new(NULL, &w->r);
+        if (err < 0)
+            goto err_workers;
+    }
+    *out = pool;
+    return 0;
+
+err_workers:
+    pool_free_workers(pool);
+err_pool:
+    pthread_cond_destroy(&pool->cv);
+    pthread_mutex_destroy(&pool->mu);
+    mio__free(0, pool);
+    return err;
+}
+
+/* A listening socket; SO_REUSEPORT in reuseport mode. Returns the fd or -errno. */
+static int pool_bind(const mio_addr *addr, bool reuseport, int backlog)
+{
+    int fd, one = 1, err;
+    sa_family_t family = addr->u.sa.sa_family;
+
+    if (reuseport && family == AF_UNIX)
+        return -EINVAL;
+    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -errno;
+    if (family != AF_UNIX &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
+        goto err_errno;
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
+        goto err_errno;
+    if (bind(fd, &addr->u.sa, addr->len) == -1)
+        goto err_errno;
+    if (listen(fd, backlog) == -1)
+        goto err_errno;
+    return fd;
+
+err_errno:
+    err = -errno;
+    (void)close(fd);
+    return err;
+}
+
+int mio_pool_listen(mio_pool *pool, const mio_addr *addr, mio_accept_fn fn, void *arg)
+{
+    bool reuseport;
+    unsigned nfds;
+    struct mio__pool_listener *ls, *l;
+    int err;
+
+    if (pool == NULL || addr == NULL || fn == NULL || pool->state != POOL_NEW)
+        return -EINVAL;
+    reuseport = pool->opts.mode == MIO_POOL_REUSEPORT;
+    nfds = reuseport ? pool->nworkers : 1;
+    ls = mio__realloc(0, pool->listeners, (pool->nlisteners + 1) * sizeof(*ls));
+    if (ls == NULL)
+        return -ENOMEM;
+    pool->listeners = ls;
+    l = &ls[pool->nlisteners];
+    memset(l, 0, sizeof(*l));
+    l->fn = fn;
+    l->arg = arg;
+    l->fds = mio__alloc(0, nfds * sizeof(*l->fds));
+    l->tokens = mio__calloc(0, nfds, sizeof(*l->tokens));
+    if (l->fds == NULL || l->tokens == NULL) {
+        err = -ENOMEM;
+        goto err_mem;
+    }
+    for (unsigned i = 0; i < nfds; i++)
+        l->fds[i] = -1;
+    /* The first bind resolves port 0; the others join the same port through SO_REUSEPORT. */
+    err = pool_bind(addr, reuseport, pool->opts.backlog);
+    if (err < 0)
+        goto err_mem;
+    l->fds[0] = err;
+    err = mio_socket_local_addr(l->fds[0], &l->addr);
+    if (err < 0)
+        goto err_fds;
+    for (unsigned i = 1; i < nfds; i++) {
+        err = pool_bind(&l->addr, true, pool->opts.backlog);
+        if (err < 0)
+            goto err_fds;
+        l->fds[i] = err;
+    }
+    return (int)pool->nlisteners++;
+
+err_fds:
+    for (unsigned i = 0; i < nfds; i++)
+        if (l->fds[i] >= 0)
+            (void)close(l->fds[i]);
+err_mem:
+    mio__free(0, l->fds);
+    mio__free(0, l->tokens);
+    return err;
+}
+
+int mio_pool_local_addr(const mio_pool *pool, unsigned listener, mio_addr *out)
+{
+    if (pool == NULL || out == NULL || listener >= pool->nlisteners)
+        return -EINVAL;
+    *out = pool->listeners[listener].addr;
+    return 0;
+}
+
+void mio__pool_thread_running(mio_pool *pool, int err)
+{
+    pthread_mutex_lock(&pool->mu);
+    pool->running++;
+    if (err < 0 && pool->start_err == 0)
+        pool->start_err = err;
+    pthread_cond_broadcast(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+void mio__pool_pin(mio_pool *pool, unsigned slot)
+{
+    int n = CPU_COUNT(&pool->cpus), k = (int)(slot % (unsigned)n);
+    cpu_set_t one;
+
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &pool->cpus))
+            continue;
+        if (k-- == 0) {
+            CPU_ZERO(&one);
+            CPU_SET(cpu, &one);
+            /* Best effort: an unpinned thread still works. */
+            (void)pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+            return;
+        }
+    }
+}
+
+int mio__pool_accept(int lfd, mio_addr *peer)
+{
+    int fd;
+
+    do
+        fd = mio_tcp_listener_accept(lfd, peer);
+    while (fd == -EINTR);
+    return fd;
+}
+
+int mio__pool_spare_open(void)
+{
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+    return fd == -1 ? -errno : fd;
+}
+
+void mio__pool_shed_one(int lfd, int *spare)
+{
+    int fd;
+
+    if (*spare >= 0) {
+        (void)close(*spare);
+        *spare = -1;
+    }
+    fd = mio__pool_accept(lfd, NULL);
+    if (fd >= 0)
+        (void)close(fd);
+    fd = mio__pool_spare_open();
+    *spare = fd >= 0 ? fd : -1;
+}
+
+/* Owner thread: stops threads that did start (start failure or mio_pool_stop). */
+static void pool_shutdown(mio_pool *pool)
+{
+    if (pool->acceptor_joinable) {
+        atomic_store(&pool->stop_accepting, true);
+        (void)mio_waker_wake(pool->awaker);
+        pthread_join(pool->acceptor, NULL);
+        pool->acceptor_joinable = false;
+    }
+    /* Acceptor mode: the acceptor is gone, so the listeners can close now (new connects are
+     * refused). Reuseport: each worker closes its own listener first thing in its stop task. */
+    if (pool->opts.mode == MIO_POOL_ACCEPTOR)
+        pool_close_listeners(pool);
+    for (unsigned i = 0; i < pool->nworkers; i++)
+        if (pool->workers[i].joinable)
+            while (mio__pool_worker_post_stop(&pool->workers[i]) == -EAGAIN)
+                sched_yield();
+    for (unsigned i = 0; i < pool->nworkers; i++) {
+        struct mio__pool_worker *w = &pool->workers[i];
+
+        if (w->joinable) {
+            pthread_join(w->thread, NULL);
+            w->joinable = false;
+        }
+        /* No thread touches the ring any more: close whatever is still queued. */
+        mio__pool_worker_close_ring(w);
+    }
+    pool_close_listeners(pool);
+    if (pool->spare_fd >= 0) {
+        (void)close(pool->spare_fd);
+        pool->spare_fd = -1;
+    }
+}
+
+static int pool_start_acceptor_resources(mio_pool *pool)
+{
+    int err = mio_poll_new(&pool->apoll);
+
+    if (err < 0)
+        return err;
+    err = mio_waker_new(mio_poll_registry(pool->apoll), (mio_token)UINTPTR_MAX, &pool->awaker);
+    if (err < 0)
+        return err;
+    err = mio__pool_spare_open();
+    if (err < 0)
+        return err;
+    pool->spare_fd = err;
+    return 0;
+}
+
+int mio_pool_start(mio_pool *pool)
+{
+    sigset_t block, old;
+    unsigned want = 0;
+    int err = 0;
+
+    if (pool == NULL || pool->state != POOL_NEW || pool->nlisteners == 0)
+        return -EINVAL;
+    if (pool->opts.mode == MIO_POOL_ACCEPTOR) {
+        err = pool_start_acceptor_resources(pool);
+        if (err < 0)
+            goto err_state;
+    }
+    /* Pool threads inherit a mask that keeps the application's signals off them. */
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    for (unsigned i = 0; i < pool->nworkers && err == 0; i++) {
+        struct mio__pool_worker *w = &pool->workers[i];
+
+        err = -pthread_create(&w->thread, NULL, mio__pool_worker_main, w);
+        if (err == 0) {
+            w->joinable = true;
+            want++;
+        }
+    }
+    if (err == 0 && pool->opts.mode == MIO_POOL_ACCEPTOR) {
+        err = -pthread_create(&pool->acceptor, NULL, mio__pool_acceptor_main, pool);
+        if (err == 0) {
+            pool->acceptor_joinable = true;
+            want++;
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    pthread_mutex_lock(&pool->mu);
+    while (pool->running < want)
+        pthread_cond_wait(&pool->cv, &pool->mu);
+    if (err == 0)
+        err = pool->start_err;
+    pthread_mutex_unlock(&pool->mu);
+    if (err < 0)
+        goto err_state;
+    pool->state = POOL_RUNNING;
+    return 0;
+
+err_state:
+    /* A failed start ends the pool's life: it cannot run again. */
+    pool_shutdown(pool);
+    pool->state = POOL_STOPPED;
+    return err;
+}
+
+int mio_pool_stop(mio_pool *pool, int drain_ms)
+{
+    if (pool == NULL)
+        return -EINVAL;
+    if (pool->state == POOL_STOPPED)
+        return 0;
+    if (pool->state == POOL_NEW) {
+        pool_close_listeners(pool);
+        pool->state = POOL_STOPPED;
+        return 0;
+    }
+    pool->drain_ms = drain_ms < 0 ? 0 : drain_ms;
+    pool_shutdown(pool);
+    pool->state = POOL_STOPPED;
+    return 0;
+}
+
+void mio_pool_free(mio_pool *pool)
+{
+    if (pool == NULL)
+        return;
+    (void)mio_pool_stop(pool, 0);
+    pool_close_listeners(pool);
+    for (unsigned l = 0; l < pool->nlisteners; l++) {
+        mio__free(0, pool->listeners[l].fds);
+        mio__free(0, pool->listeners[l].tokens);
+    }
+    mio__free(0, pool->listeners);
+    mio_waker_free(pool->awaker);
+    mio_poll_free(pool->apoll);
+    pool_free_workers(pool);
+    pthread_cond_destroy(&pool->cv);
+    pthread_mutex_destroy(&pool->mu);
+    mio__free(0, pool);
+}
+
+unsigned mio_pool_workers(const mio_pool *pool)
+{
+    return pool != NULL ? pool->nworkers : 0;
+}
+
+mio_reactor *mio_pool_worker(mio_pool *pool, unsigned i)
+{
+    if (pool == NULL || i >= pool->nworkers)
+        return NULL;
+    return pool->workers[i].r;
+}
+
+int mio_pool_stats(const mio_pool *pool, unsigned worker, mio_worker_stats *out)
+{
+    struct mio__pool_worker *w;
+
+    if (pool == NULL || out == NULL || worker >= pool->nworkers)
+        return -EINVAL;
+    w = &pool->workers[worker];
+#define LOAD(f) atomic_load_explicit(&w->st.f, memory_order_relaxed)
+    out->accepted = LOAD(accepted);
+    out->handed_off = LOAD(handed_off);
+    out->wakes_performed = LOAD(wakes_performed);
+    out->wakes_elided = LOAD(wakes_elided);
+    out->ring_full = LOAD(ring_full);
+    out->emfile = LOAD(emfile);
+    out->accept_errors = LOAD(accept_errors);
+    out->accept_calls = LOAD(accept_calls);
+    out->listener_paused = LOAD(listener_paused);
+#undef LOAD
+    out->active = mio__reactor_conn_count(w->r);
+    out->ring_len = mio__pool_ring_len(w);
+    return 0;
+}

@@ -1,0 +1,289 @@
+/* Pool acceptor thread (acceptor mode): owns a poll with the listeners and a waker. On readiness
+ * it accepts in batches, picks a worker per connection (round robin or least loaded), pushes
+ * {fd, peer} into that worker's ring and, after the burst, wakes each worker that received fds at
+ * most once (mio__reactor_wake elides the syscall when the worker is not asleep).
+ *
+ * Pressure: when every ring is full the listeners are deregistered (the kernel backlog holds new
+ * connections) until a worker drains and wakes us; on EMFILE/ENFILE one pending connection is
+ * accepted with the spare fd and closed, and accepting pauses for EMFILE_PAUSE_MS. The thread
+ * never spins: while paused it sleeps in epoll_wait with a timeout or until woken.
+ *
+ * The acceptor-wide counters (accept_calls, accept_errors, emfile, listener_paused) are kept on
+ * worker 0's stats; ring_full, handed_off and the wake counters on the worker they concern. */
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+
+#include <errno.h>
+#include <limits.h>
+#include <time.h>
+#include <unistd.h>
+#include <mio/event.h>
+#include <mio/net.h>
+#include "internal/mem.h"
+#include "internal/pool_int.h"
+#include "internal/reactor_int.h"
+
+#define WAKER_TOKEN ((mio_token)UINTPTR_MAX)
+#define EMFILE_PAUSE_MS 100
+#define NO_WORKER UINT_MAX
+
+struct acceptor {
+    mio_pool *pool;
+    mio_registry *reg;
+    bool *ready;    /* listener i may have connections we have not accepted yet */
+    bool *touched;  /* worker i received fds in this burst */
+    bool registered; /* listeners are in the poll */
+    bool emfile_paused;
+    uint64_t resume_at; /* emfile pause end, monotonic ms */
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct mio__pool_counters *acceptor_counters(mio_pool *pool)
+{
+    return &pool->workers[0].st;
+}
+
+static int acceptor_register(struct acceptor *a, bool on)
+{
+    mio_pool *pool = a->pool;
+    int err = 0;
+
+    if (a->registered == on)
+        return 0;
+    for (unsigned l = 0; l < pool->nlisteners; l++) {
+        int fd = pool->listeners[l].fds[0];
+        int e = on ? mio_registry_register(a->reg, fd, (mio_token)l, MIO_READABLE)
+                   : mio_registry_deregister(a->reg, fd);
+
+        if (e < 0 && err == 0)
+            err = e;
+        /* Connections that queued while we were away produce no new edge: look ourselves. */
+        if (on)
+            a->ready[l] = true;
+    }
+    a->registered = on;
+    return err;
+}
+
+/* Picks the worker for the next connection, or NO_WORKER when every ring is full. */
+static unsigned acceptor_pick(struct acceptor *a)
+{
+    mio_pool *pool = a->pool;
+    unsigned n = pool->nworkers, start = pool->rr_next % n, best = NO_WORKER;
+    uint64_t best_load = UINT64_MAX;
+
+    for (unsigned k = 0; k < n; k++) {
+        unsigned i = (start + k) % n;
+        struct mio__pool_worker *w = &pool->workers[i];
+        uint64_t load;
+
+        if (!mio__pool_ring_has_room(w)) {
+            mio__count(&w->st.ring_full, 1);
+            continue;
+        }
+        if (pool->opts.balance == MIO_BALANCE_ROUND_ROBIN) {
+            best = i;
+            break;
+        }
+        load = mio__pool_ring_len(w) + mio__reactor_conn_count(w->r);
+        if (load < best_load) {
+            best_load = load;
+            best = i;
+        }
+    }
+    /* Round robin moves past the chosen worker; least loaded rotates where ties start. */
+    if (best != NO_WORKER)
+        pool->rr_next = pool->opts.balance == MIO_BALANCE_ROUND_ROBIN ? best + 1 : start + 1;
+    return best;
+}
+
+/* Every ring is full: stop listening until a worker drains. Returns true when we paused. */
+static bool acceptor_pause_full(struct acceptor *a)
+{
+    mio_pool *pool = a->pool;
+
+    atomic_store(&pool->rearm_requested, false);
+    atomic_store(&pool->full_paused, true);
+    atomic_thread_fence(memory_order_seq_cst);
+    /* A worker may have drained between our pick and the store above without seeing the flag. */
+    for (unsigned i = 0; i < pool->nworkers; i++)
+        if (mio__pool_ring_has_room(&pool->workers[i])) {
+            atomic_store(&pool->full_paused, false);
+            return false;
+        }
+    (void)acceptor_register(a, false);
+    mio__count(&acceptor_counters(pool)->listener_paused, 1);
+    return true;
+}
+
+/* Accepts from listener l until -EAGAIN, the batch limit, a pause, or stop. */
+static void acceptor_burst(struct acceptor *a, unsigned l)
+{
+    mio_pool *pool = a->pool;
+    struct mio__pool_counters *st = acceptor_counters(pool);
+    int lfd = pool->listeners[l].fds[0];
+    struct mio__handoff h;
+
+    for (unsigned k = 0; k < pool->opts.accept_batch; k++) {
+        unsigned wi = acceptor_pick(a);
+        int fd;
+
+        if (wi == NO_WORKER) {
+            if (acceptor_pause_full(a))
+                return;
+            continue;
+        }
+        fd = mio__pool_accept(lfd, &h.peer);
+        mio__count(&st->accept_calls, 1);
+        if (fd >= 0) {
+            struct mio__pool_worker *w = &pool->workers[wi];
+
+            h.fd = fd;
+            h.listener = l;
+            /* We are the only producer and saw room: the push cannot fail. */
+            if (!mio__pool_ring_push(w, &h)) {
+                (void)close(fd);
+                mio__count(&st->accept_errors, 1);
+                continue;
+            }
+            mio__count(&w->st.handed_off, 1);
+            a->touched[wi] = true;
+            continue;
+        }
+        switch (fd) {
+        case -EAGAIN:
+            a->ready[l] = false;
+            return;
+        case -ECONNABORTED:
+        case -EPROTO:
+        case -EPERM:
+            mio__count(&st->accept_errors, 1);
+            continue;
+        case -EMFILE:
+        case -ENFILE:
+            mio__count(&st->emfile, 1);
+            mio__pool_shed_one(lfd, &pool->spare_fd);
+            break;
+        default: /* ENOBUFS, ENOMEM: short of memory, back off the same way */
+            mio__count(&st->accept_errors, 1);
+            break;
+        }
+        a->emfile_paused = true;
+        a->resume_at = now_ms() + EMFILE_PAUSE_MS;
+        (void)acceptor_register(a, false);
+        return;
+    }
+    /* Batch limit hit: ready[l] stays set and the loop polls with timeout 0 to come back. */
+}
+
+/* After a burst: one wake per worker that received fds, elided when it is not asleep. */
+static void acceptor_wake_workers(struct acceptor *a)
+{
+    mio_pool *pool = a->pool;
+
+    atomic_thread_fence(memory_order_seq_cst);
+    for (unsigned i = 0; i < pool->nworkers; i++) {
+        struct mio__pool_worker *w = &pool->workers[i];
+
+        if (!a->touched[i])
+            continue;
+        a->touched[i] = false;
+        if (mio__reactor_wake(w->r))
+            mio__count(&w->st.wakes_performed, 1);
+        else
+            mio__count(&w->st.wakes_elided, 1);
+    }
+}
+
+static int acceptor_timeout(const struct acceptor *a)
+{
+    mio_pool *pool = a->pool;
+    uint64_t now;
+
+    if (a->emfile_paused) {
+        now = now_ms();
+        return a->resume_at > now ? (int)(a->resume_at - now) : 0;
+    }
+    if (atomic_load(&pool->full_paused))
+        return -1;
+    for (unsigned l = 0; l < pool->nlisteners; l++)
+        if (a->ready[l])
+            return 0;
+    return -1;
+}
+
+static void acceptor_loop(struct acceptor *a, mio_events *events)
+{
+    mio_pool *pool = a->pool;
+
+    for (;;) {
+        int n = mio_poll_poll(pool->apoll, events, acceptor_timeout(a));
+
+        if (n < 0 && n != -EINTR)
+            return;
+        if (atomic_load(&pool->stop_accepting))
+            return;
+        MIO_EVENTS_FOREACH(const mio_event *ev, events) {
+            mio_token t = mio_event_token(ev);
+
+            if (t != WAKER_TOKEN && t < pool->nlisteners)
+                a->ready[t] = true;
+        }
+        if (a->emfile_paused && now_ms() >= a->resume_at) {
+            a->emfile_paused = false;
+            (void)acceptor_register(a, true);
+        }
+        if (atomic_load(&pool->full_paused)) {
+            /* Woken by a draining worker (or anything else): clear the request before looking,
+             * so a drain after our look wakes us again. */
+            atomic_store(&pool->rearm_requested, false);
+            atomic_thread_fence(memory_order_seq_cst);
+            for (unsigned i = 0; i < pool->nworkers; i++)
+                if (mio__pool_ring_has_room(&pool->workers[i])) {
+                    atomic_store(&pool->full_paused, false);
+                    if (!a->emfile_paused)
+                        (void)acceptor_register(a, true);
+                    break;
+                }
+        }
+        if (a->emfile_paused || atomic_load(&pool->full_paused))
+            continue;
+        for (unsigned l = 0; l < pool->nlisteners; l++)
+            if (a->ready[l] && !a->emfile_paused && !atomic_load(&pool->full_paused))
+                acceptor_burst(a, l);
+        acceptor_wake_workers(a);
+    }
+}
+
+void *mio__pool_acceptor_main(void *arg)
+{
+    mio_pool *pool = arg;
+    struct acceptor a = {.pool = pool, .reg = mio_poll_registry(pool->apoll)};
+    mio_events *events = NULL;
+    int err;
+
+    if (pool->opts.pin_cpus)
+        mio__pool_pin(pool, pool->nworkers);
+    a.ready = mio__calloc(0, pool->nlisteners, sizeof(*a.ready));
+    a.touched = mio__calloc(0, pool->nworkers, sizeof(*a.touched));
+    err = (a.ready == NULL || a.touched == NULL) ? -ENOMEM : mio_events_new(64, &events);
+    if (err == 0)
+        err = acceptor_register(&a, true);
+    mio__pool_thread_running(pool, err);
+    if (err == 0)
+        acceptor_loop(&a, events);
+    /* Leave the listeners out of the poll; the owner closes them after joining us. */
+    (void)acceptor_register(&a, false);
+    mio_events_free(events);
+    mio__free(0, a.ready);
+    mio__free(0, a.touched);
+    return NULL;
+}

@@ -1,0 +1,298 @@
+/* Pool worker: a thread running one reactor. In acceptor mode it drains its hand-off ring (the
+ * reactor's cross-thread source) and calls the user's accept function; in reuseport mode it owns
+ * one SO_REUSEPORT listener per mio_pool_listen and accepts itself. On stop it closes its
+ * listeners, closes fds still in its ring, flushes and closes its conns, and leaves its loop. */
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+
+#include <errno.h>
+#include <unistd.h>
+#include <mio/net.h>
+#include "internal/pool_int.h"
+#include "internal/reactor_int.h"
+
+#define STOP_TICK_MS 2
+#define EMFILE_PAUSE_MS 100
+
+/* ---- the hand-off ring (single producer: the acceptor; single consumer: this worker) ---- */
+
+#ifdef MIO_POOL_TSAN
+#define RING_LOCK(w) pthread_mutex_lock(&(w)->ring_mu)
+#define RING_UNLOCK(w) pthread_mutex_unlock(&(w)->ring_mu)
+#else
+#define RING_LOCK(w) ((void)0)
+#define RING_UNLOCK(w) ((void)0)
+#endif
+
+/* Acceptor thread. Publishes the slot with ck_ring's store fence before the producer index. */
+bool mio__pool_ring_push(struct mio__pool_worker *w, const struct mio__handoff *h)
+{
+    bool ok;
+
+    RING_LOCK(w);
+    ok = ck_ring_enqueue_spsc_mio__handoff(&w->ring, w->slots, (struct mio__handoff *)h);
+    RING_UNLOCK(w);
+    return ok;
+}
+
+/* Worker thread (or the owner once the worker is joined). */
+bool mio__pool_ring_pop(struct mio__pool_worker *w, struct mio__handoff *h)
+{
+    bool ok;
+
+    RING_LOCK(w);
+    ok = ck_ring_dequeue_spsc_mio__handoff(&w->ring, w->slots, h);
+    RING_UNLOCK(w);
+    return ok;
+}
+
+/* Any thread: entries queued now (a snapshot). */
+unsigned mio__pool_ring_len(struct mio__pool_worker *w)
+{
+    unsigned n;
+
+    RING_LOCK(w);
+    n = ck_ring_size(&w->ring);
+    RING_UNLOCK(w);
+    return n;
+}
+
+/* Acceptor thread: a push would succeed (ck_ring keeps one slot free). */
+bool mio__pool_ring_has_room(struct mio__pool_worker *w)
+{
+    return mio__pool_ring_len(w) + 1 < ck_ring_capacity(&w->ring);
+}
+
+void mio__pool_worker_close_ring(struct mio__pool_worker *w)
+{
+    struct mio__handoff h;
+
+    while (mio__pool_ring_pop(w, &h))
+        (void)close(h.fd);
+}
+
+/* ---- acceptor mode: the reactor source ---- */
+
+static bool worker_pending(void *arg)
+{
+    return mio__pool_ring_len(arg) > 0;
+}
+
+/* Worker thread. Delivers at most one ring's worth per call so a producer refilling the ring
+ * cannot keep the reactor here forever (pending() keeps the loop from blocking meanwhile). */
+static void worker_drain(mio_reactor *r, void *arg)
+{
+    struct mio__pool_worker *w = arg;
+    mio_pool *pool = w->pool;
+    unsigned budget = ck_ring_capacity(&w->ring);
+    struct mio__handoff h;
+    bool took = false;
+
+    while (budget-- > 0 && mio__pool_ring_pop(w, &h)) {
+        took = true;
+        if (w->stopping) {
+            (void)close(h.fd);
+            continue;
+        }
+        mio__count(&w->st.accepted, 1);
+        pool->listeners[h.listener].fn(r, h.fd, &h.peer, pool->listeners[h.listener].arg);
+    }
+    /* Pairs with the acceptor's fence after it sets full_paused: either it sees the room we made,
+     * or we see full_paused and wake it (once, thanks to rearm_requested). */
+    if (took) {
+        atomic_thread_fence(memory_order_seq_cst);
+        if (atomic_load(&pool->full_paused) && !atomic_exchange(&pool->rearm_requested, true))
+            (void)mio_waker_wake(pool->awaker);
+    }
+}
+
+/* ---- reuseport mode: accepting on the worker ---- */
+
+struct worker_listen_ctx {
+    struct mio__pool_worker *w;
+    unsigned listener;
+};
+
+static void worker_accept_burst(struct mio__pool_worker *w, unsigned l);
+
+static void worker_accept_all(struct mio__pool_worker *w)
+{
+    for (unsigned l = 0; l < w->pool->nlisteners && !w->accept_paused; l++)
+        worker_accept_burst(w, l);
+}
+
+static void worker_on_resume(mio_reactor *r, mio_timer_id id, void *arg)
+{
+    struct mio__pool_worker *w = arg;
+
+    (void)r;
+    (void)id;
+    w->accept_paused = false;
+    w->accept_more = false;
+    if (!w->stopping)
+        worker_accept_all(w);
+}
+
+static void worker_pause(struct mio__pool_worker *w, uint64_t ms)
+{
+    if (mio_reactor_timer_start(w->r, ms, 0, worker_on_resume, w, NULL) == 0)
+        w->accept_paused = true;
+}
+
+/* Edge-triggered: a burst ends at -EAGAIN, or at the batch limit, in which case a zero-delay timer
+ * continues it on the next iteration so other handlers get their turn. */
+static void worker_accept_burst(struct mio__pool_worker *w, unsigned l)
+{
+    mio_pool *pool = w->pool;
+    struct mio__pool_listener *ls = &pool->listeners[l];
+    int lfd = ls->fds[w->index];
+    mio_addr peer;
+
+    for (unsigned k = 0; k < pool->opts.accept_batch; k++) {
+        int fd;
+
+        if (w->stopping || w->accept_paused || lfd < 0)
+            return;
+        fd = mio__pool_accept(lfd, &peer);
+        mio__count(&w->st.accept_calls, 1);
+        if (fd >= 0) {
+            mio__count(&w->st.accepted, 1);
+            ls->fn(w->r, fd, &peer, ls->arg);
+            continue;
+        }
+        switch (fd) {
+        case -EAGAIN:
+            return;
+        case -ECONNABORTED:
+        case -EPROTO:
+        case -EPERM:
+            mio__count(&w->st.accept_errors, 1);
+            continue;
+        case -EMFILE:
+        case -ENFILE:
+            mio__count(&w->st.emfile, 1);
+            mio__pool_shed_one(lfd, &w->spare_fd);
+            worker_pause(w, EMFILE_PAUSE_MS);
+            return;
+        default: /* ENOBUFS, ENOMEM: the system is short; back off like EMFILE */
+            mio__count(&w->st.accept_errors, 1);
+            worker_pause(w, EMFILE_PAUSE_MS);
+            return;
+        }
+    }
+    if (!w->accept_more) {
+        w->accept_more = true;
+        worker_pause(w, 0);
+    }
+}
+
+static void worker_on_listen(mio_reactor *r, mio_token token, const mio_event *ev, void *arg)
+{
+    struct worker_listen_ctx *ctx = arg;
+
+    (void)r;
+    (void)token;
+    (void)ev;
+    if (!ctx->w->accept_paused)
+        worker_accept_burst(ctx->w, ctx->listener);
+}
+
+/* ---- stop ---- */
+
+static void worker_stop_tick(mio_reactor *r, mio_timer_id id, void *arg)
+{
+    struct mio__pool_worker *w = arg;
+
+    if (mio__conn_close_all(r, w->deadline) == 0) {
+        (void)mio_reactor_timer_cancel(r, id);
+        (void)mio_reactor_stop(r);
+    }
+}
+
+static void worker_stop_task(mio_reactor *r, void *arg)
+{
+    struct mio__pool_worker *w = arg;
+    mio_pool *pool = w->pool;
+    struct mio__handoff h;
+
+    w->stopping = true;
+    if (pool->opts.mode == MIO_POOL_REUSEPORT) {
+        /* Close to new SYNs as early as possible: what the kernel queued on this listener is
+         * reset when it closes (see pool.h). */
+        for (unsigned l = 0; l < pool->nlisteners; l++) {
+            struct mio__pool_listener *ls = &pool->listeners[l];
+
+            if (ls->fds[w->index] >= 0) {
+                (void)mio_reactor_remove(r, ls->tokens[w->index]);
+                (void)close(ls->fds[w->index]);
+                ls->fds[w->index] = -1;
+            }
+        }
+    }
+    if (w->spare_fd >= 0) {
+        (void)close(w->spare_fd);
+        w->spare_fd = -1;
+    }
+    while (mio__pool_ring_pop(w, &h))
+        (void)close(h.fd);
+    mio__reactor_update_now(r);
+    w->deadline = mio_reactor_now_ms(r) + (uint64_t)pool->drain_ms;
+    if (mio__conn_close_all(r, w->deadline) == 0 ||
+        mio_reactor_timer_start(r, STOP_TICK_MS, STOP_TICK_MS, worker_stop_tick, w, NULL) < 0)
+        (void)mio_reactor_stop(r);
+}
+
+/* Owner thread, with every producer stopped. Returns 0 or -EAGAIN (task queue full: retry). */
+int mio__pool_worker_post_stop(struct mio__pool_worker *w)
+{
+    return mio_reactor_post(w->r, worker_stop_task, w);
+}
+
+/* ---- the thread ---- */
+
+static int worker_setup(struct mio__pool_worker *w, struct worker_listen_ctx **ctxs)
+{
+    mio_pool *pool = w->pool;
+    int err;
+
+    if (pool->opts.mode == MIO_POOL_ACCEPTOR) {
+        struct mio__reactor_source src = {worker_pending, worker_drain, w};
+
+        return mio__reactor_set_source(w->r, &src);
+    }
+    err = mio__pool_spare_open();
+    if (err < 0)
+        return err;
+    w->spare_fd = err;
+    *ctxs = mio__calloc(mio__reactor_arena(w->r), pool->nlisteners, sizeof(**ctxs));
+    if (*ctxs == NULL)
+        return -ENOMEM;
+    for (unsigned l = 0; l < pool->nlisteners; l++) {
+        struct mio__pool_listener *ls = &pool->listeners[l];
+
+        (*ctxs)[l].w = w;
+        (*ctxs)[l].listener = l;
+        err = mio_reactor_add(w->r, ls->fds[w->index], MIO_READABLE, worker_on_listen,
+                              &(*ctxs)[l], &ls->tokens[w->index]);
+        if (err < 0)
+            return err;
+    }
+    return 0;
+}
+
+void *mio__pool_worker_main(void *arg)
+{
+    struct mio__pool_worker *w = arg;
+    struct worker_listen_ctx *ctxs = NULL;
+    int err;
+
+    if (w->pool->opts.pin_cpus)
+        mio__pool_pin(w->pool, w->index);
+    err = worker_setup(w, &ctxs);
+    mio__pool_thread_running(w->pool, err);
+    /* Even after a failed setup the loop runs, so the stop task posted by the owner finds it. */
+    (void)mio_reactor_run(w->r);
+    mio__free(mio__reactor_arena(w->r), ctxs);
+    return NULL;
+}
