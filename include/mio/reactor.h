@@ -22,8 +22,9 @@ typedef void (*mio_timer_fn)(mio_reactor *r, mio_timer_id id, void *arg);
 
 /* Options; NULL or zero-filled means defaults. Later versions may add fields at the end. */
 typedef struct mio_reactor_opts {
-    unsigned events_capacity; /* events harvested per iteration; 0: 1024 */
-    unsigned post_capacity;   /* tasks the cross-thread queue holds (power of two); 0: 65536 */
+    unsigned events_capacity; /* events harvested per iteration (at most 2^24); 0: 1024 */
+    unsigned post_capacity;   /* tasks the cross-thread queue holds at least (at most 2^30; the
+                                 ring is the next power of two above it); 0: 65535 */
     int use_arena;            /* with jemalloc: 0 default (own arena), -1 use the default arena */
 } mio_reactor_opts;
 
@@ -36,47 +37,75 @@ struct mio_reactor_stats {
     uint64_t handlers;        /* handlers currently added */
     uint64_t timers;          /* timers currently pending */
     uint64_t stale_events;    /* harvested events dropped because their token was removed */
+    uint64_t sleeps;          /* times the reactor published SLEEPING before a wait with a
+                                 non-zero timeout; each admits at most one performed wake, so
+                                 wakes_performed <= sleeps */
+    uint64_t tasks_queued;    /* posted tasks waiting now (a snapshot) */
 };
+/* Field notes: iterations counts poll calls; events every harvested event (the internal waker's
+ * too); handlers_run / tasks_run / timers_fired the callbacks run; wakes_performed the eventfd
+ * writes made by posts, stops and internal producers, wakes_elided the ones skipped because the
+ * reactor was awake or another producer had already woken it; zero_event_wakeups the waits with
+ * a non-zero timeout that returned no event (timer expiry, or a timer-wheel re-file). */
 
-/* Creates a reactor (poll, events, waker, slab, timers, task queue).
- * Returns 0 and *out, -EINVAL, -ENOMEM, -EMFILE. Any thread. */
+/* Creates a reactor (poll, events, waker, slab, timers, task queue, 64 KiB read buffer); with
+ * jemalloc and use_arena 0 it allocates all of that from its own arena. Uses two fds (epoll,
+ * eventfd). Returns 0 and *out, -EINVAL (NULL out, bad option), -ENOMEM, -EMFILE. Any thread. */
 MIO_EXTERN int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out);
-/* Frees everything the reactor owns; tasks still queued are dropped without running; fds added
- * with mio_reactor_add stay the caller's. NULL accepted. Not while the reactor runs. */
+/* Frees everything the reactor owns; tasks still queued are dropped without running, pending
+ * timers without firing; fds added with mio_reactor_add stay the caller's (their registrations
+ * go with the epoll fd). NULL accepted. Not while the reactor runs, not from a callback, and only
+ * once no other thread can still post or stop it. */
 MIO_EXTERN void mio_reactor_free(mio_reactor *r);
-/* Registers fd with interest and handler fn(arg). Returns 0 and *out (the token: slot index |
- * generation << 32), -EINVAL (interest 0, NULL fn), -EEXIST (fd already in this reactor), -EBADF,
- * -EPERM, -ENOMEM. The fd stays the caller's. */
+/* Registers fd (edge-triggered) with interest and handler fn(r, token, ev, arg). Returns 0 and
+ * *out (may be NULL; the token: slot index | generation << 32, never 0), -EINVAL (interest 0 or
+ * unknown bits, NULL fn), -EEXIST (fd already in this reactor), -EBADF, -EPERM, -ENOMEM. The fd
+ * stays the caller's: remove it before closing it. Safe inside any callback; a handler added
+ * during a batch only sees events of later polls. */
 MIO_EXTERN int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn,
                                void *arg, mio_token *out);
-/* Changes the interest of a token. Returns 0, -EINVAL, -ENOENT (stale or unknown token). */
+/* Changes the interest of a token. Returns 0, -EINVAL (interest 0 or unknown bits), -ENOENT
+ * (stale or unknown token: the slot's new owner is never touched), -EBADF (fd closed). */
 MIO_EXTERN int mio_reactor_modify(mio_reactor *r, mio_token token, mio_interest interest);
 /* Deregisters a token; the fd stays the caller's. An event for it already harvested in the current
- * batch is dropped, never dispatched. Returns 0 or -ENOENT (stale or unknown: the slot's new owner
- * is never touched). Safe inside any handler, including the token's own. */
+ * batch is dropped, never dispatched (counted in stale_events), even when a later add in the same
+ * batch reuses the slot (and the fd number). Returns 0 or -ENOENT (stale or unknown: the slot's
+ * new owner is never touched). Safe inside any callback, including the token's own handler.
+ * If the fd was already closed the token is released all the same (0). */
 MIO_EXTERN int mio_reactor_remove(mio_reactor *r, mio_token token);
-/* Runs iterations until mio_reactor_stop. Returns 0, or -errno when polling fails. */
+/* Runs iterations until mio_reactor_stop (consuming that stop). Signals (-EINTR) are waited
+ * through. Returns 0, -EBUSY (called from a callback of this reactor), or -errno when polling
+ * fails. */
 MIO_EXTERN int mio_reactor_run(mio_reactor *r);
-/* One iteration: waits at most timeout_ms (-1: until something happens; shortened to the nearest
- * timer), dispatches events, runs tasks and due timers. Returns the number of handlers + tasks +
- * timers run, or -errno (-EINTR when a signal interrupts the wait). */
+/* One iteration: waits at most timeout_ms (-1: until something happens; 0: no wait; shortened
+ * to the nearest timer, and no wait while tasks are queued or a stop is pending), dispatches the
+ * events, runs the tasks queued when the iteration began, then the due timers. Returns the number
+ * of handlers + tasks + timers run, or -errno: -EINVAL (timeout below -1), -EBUSY (called from a
+ * callback of this reactor), -EINTR when a signal interrupts the wait. */
 MIO_EXTERN int mio_reactor_run_once(mio_reactor *r, int timeout_ms);
 /* Any thread: makes mio_reactor_run return after the current iteration (wakes it if asleep).
- * A stop before run makes the next run return at once. Returns 0 or -errno. */
+ * A stop before run makes the next run return at once. Returns 0 or -EINVAL. */
 MIO_EXTERN int mio_reactor_stop(mio_reactor *r);
-/* Any thread: queues fn(r, arg) to run on the reactor's thread. FIFO per producer; never silently
- * lost: returns 0, or -EAGAIN when the bounded queue is full, -EINVAL for NULL fn. Wakes the reactor
- * only if it sleeps (wake elision). */
+/* Any thread (the reactor's own too): queues fn(r, arg) to run on the reactor's thread. Lock-free
+ * (a Concurrency Kit MPSC ring). FIFO per producer; never silently lost: returns 0, or -EAGAIN
+ * when the bounded queue is full (retry later), -EINVAL for NULL fn. Wakes the reactor only if it
+ * sleeps and nobody woke it yet (wake elision). Whatever the poster wrote before posting is
+ * visible to fn. A task posted from a task runs in the next iteration. */
 MIO_EXTERN int mio_reactor_post(mio_reactor *r, mio_task_fn fn, void *arg);
-/* Starts a timer due after_ms from mio_reactor_now_ms (0: at the next iteration), repeating every
- * repeat_ms when repeat_ms > 0. Never fires before its deadline in reactor time; equal deadlines
- * fire in start order. Returns 0 and *out (may be NULL), -EINVAL (NULL fn), -ENOMEM. */
+/* Starts a timer due after_ms from mio_reactor_now_ms (0: at the next timer run, never inside
+ * this call), repeating every repeat_ms when repeat_ms > 0. Never fires before its deadline in
+ * reactor time; due timers fire in deadline order, equal deadlines in start order; after_ms near
+ * UINT64_MAX saturates (never fires). O(1); timer nodes come from a per-reactor pool. Returns 0
+ * and *out (may be NULL; ids are never 0), -EINVAL (NULL fn), -ENOMEM. Safe in any callback. */
 MIO_EXTERN int mio_reactor_timer_start(mio_reactor *r, uint64_t after_ms, uint64_t repeat_ms,
                                        mio_timer_fn fn, void *arg, mio_timer_id *out);
-/* Cancels a timer. Returns 0, or -ENOENT once it fired (one-shot) or was cancelled. A repeat timer
- * cancelled in its own callback stops. */
+/* Cancels a timer in O(1). Returns 0, or -ENOENT once it fired (one-shot) or was cancelled. A
+ * repeat timer cancelled in its own callback stops (0); a one-shot timer cancelling itself in
+ * its own callback gets -ENOENT. A timer due in the same run may be cancelled by an earlier
+ * callback and then does not fire. */
 MIO_EXTERN int mio_reactor_timer_cancel(mio_reactor *r, mio_timer_id id);
-/* Monotonic milliseconds, read once per iteration (and after long callbacks). */
+/* Monotonic milliseconds (CLOCK_MONOTONIC), read when the wait returns and again before the
+ * timers run if any callback ran in between. */
 MIO_EXTERN uint64_t mio_reactor_now_ms(const mio_reactor *r);
 /* Any thread: copies the counters (relaxed reads). Returns 0 or -EINVAL. */
 MIO_EXTERN int mio_reactor_stats(const mio_reactor *r, struct mio_reactor_stats *out);

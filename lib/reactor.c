@@ -1,0 +1,565 @@
+/* Reactor: one thread's event loop (see include/mio/reactor.h and DESIGN.md).
+ *
+ * An iteration: compute the wait (0 when tasks are queued or a timer is due, else the time to the
+ * nearest timer), publish SLEEPING and re-check the inputs when it would block, wait, set RUNNING,
+ * dispatch the harvested events through the slab, drain the extra source and the task queue,
+ * then run the timers that are due.
+ *
+ * Wake elision. The state word is RUNNING, SLEEPING, or WOKEN (= SLEEPING with wake_pending set).
+ * Reactor, before a wait with a non-zero timeout: store SLEEPING; full fence; re-check the task
+ * queue, the stop flag and the source; wait; store RUNNING (which also clears wake_pending, before
+ * anything is drained). Producer (mio__reactor_wake): after publishing its work, full fence; load
+ * the state; only if it is SLEEPING and a CAS SLEEPING -> WOKEN wins does it write the eventfd.
+ * The two fences make it a Dekker handshake: either the producer sees SLEEPING, or the reactor's
+ * re-check sees the work. Only the reactor stores SLEEPING, so every publication of SLEEPING
+ * admits at most one performed wake: wakes_performed <= sleeps, always. */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <time.h>
+
+#include <ck_pr.h>
+#include <mio/poll.h>
+#include <mio/waker.h>
+
+#include "internal/post_queue.h"
+#include "internal/reactor_int.h"
+#include "internal/slab.h"
+#include "internal/timer_wheel.h"
+
+_Static_assert(sizeof(mio_token) == 8, "reactor tokens need a 64-bit mio_token");
+
+#define WAKER_TOKEN UINT64_MAX /* above every slab token (slot indexes stay below 2^30) */
+#define DEFAULT_EVENTS 1024u
+#define DEFAULT_POST 65535u /* a 65536-slot ring */
+#define READ_BUFFER_SIZE (64u * 1024u)
+#define PAD 64
+
+enum { STATE_RUNNING = 0, STATE_SLEEPING = 1, STATE_WOKEN = 2 };
+
+struct mio_reactor {
+    /* Reactor's thread only. */
+    mio__arena arena;
+    bool own_arena;
+    bool in_loop; /* inside run / run_once: no nesting */
+    bool has_src;
+    uint64_t now;
+    mio_poll *poll;
+    mio_registry *reg;
+    mio_events *events;
+    mio_waker *waker;
+    struct mio__slab slab;
+    struct mio__reactor_source src;
+    struct mio__list conns;
+    void *read_buf;
+    struct mio__post_queue tasks; /* ck_ring pads its own producer/consumer lines */
+    char pad0[PAD];
+
+    /* Written by other threads (ck_pr): the sleep state is CASed by producers, read on every post. */
+    unsigned state;
+    unsigned stop;
+    char pad1[PAD];
+    uint64_t wakes_performed, wakes_elided; /* ck_pr_inc_64 by producers */
+    char pad2[PAD];
+
+    /* Written by the reactor's thread only (ck_pr_store_64), read from any thread. */
+    struct mio_reactor_stats st;
+    uint64_t conn_count;
+    char pad3[PAD];
+
+    struct mio__wheel wheel;
+};
+
+/* A counter only the reactor writes: a plain read-modify-write published with a single store. */
+static inline void ctr_add(uint64_t *c, uint64_t n)
+{
+    ck_pr_store_64(c, ck_pr_load_64(c) + n);
+}
+
+static inline void ctr_set(uint64_t *c, uint64_t v)
+{
+    ck_pr_store_64(c, v);
+}
+
+static inline uint64_t sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static uint64_t clock_ms(uint64_t fallback)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+        return fallback; /* cannot happen for CLOCK_MONOTONIC; keep time still rather than jump */
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ------------------------------------------------------------------ life cycle */
+
+int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
+{
+    mio_reactor_opts o = {0};
+    mio__arena arena = 0;
+    bool own_arena = false;
+    mio_reactor *r;
+    int err;
+
+    if (out == NULL)
+        return -EINVAL;
+    if (opts != NULL)
+        o = *opts;
+    if (o.events_capacity == 0)
+        o.events_capacity = DEFAULT_EVENTS;
+    if (o.post_capacity == 0)
+        o.post_capacity = DEFAULT_POST;
+    if (o.post_capacity > (1u << 30) || o.events_capacity > (1u << 24) ||
+        (o.use_arena != 0 && o.use_arena != -1))
+        return -EINVAL;
+    if (o.use_arena == 0) {
+        err = mio__arena_create(&arena);
+        if (err < 0)
+            return err;
+        own_arena = arena != 0;
+    }
+    r = mio__calloc(arena, 1, sizeof *r);
+    if (r == NULL) {
+        err = -ENOMEM;
+        goto err_arena;
+    }
+    r->arena = arena;
+    r->own_arena = own_arena;
+    r->now = clock_ms(0);
+    r->conns.prev = r->conns.next = &r->conns;
+    mio__slab_init(&r->slab, arena);
+    mio__wheel_init(&r->wheel, arena, r->now);
+
+    err = mio__post_queue_init(&r->tasks, arena, o.post_capacity);
+    if (err < 0)
+        goto err_free;
+    r->read_buf = mio__alloc(arena, READ_BUFFER_SIZE);
+    if (r->read_buf == NULL) {
+        err = -ENOMEM;
+        goto err_queue;
+    }
+    err = mio_poll_new(&r->poll);
+    if (err < 0)
+        goto err_buf;
+    r->reg = mio_poll_registry(r->poll);
+    err = mio_events_new(o.events_capacity, &r->events);
+    if (err < 0)
+        goto err_poll;
+    err = mio_waker_new(r->reg, WAKER_TOKEN, &r->waker);
+    if (err < 0)
+        goto err_events;
+    *out = r;
+    return 0;
+
+err_events:
+    mio_events_free(r->events);
+err_poll:
+    mio_poll_free(r->poll);
+err_buf:
+    mio__free(arena, r->read_buf);
+err_queue:
+    mio__post_queue_destroy(&r->tasks, arena);
+err_free:
+    mio__free(arena, r);
+err_arena:
+    if (own_arena)
+        mio__arena_destroy(arena);
+    return err;
+}
+
+void mio_reactor_free(mio_reactor *r)
+{
+    mio__arena arena;
+    bool own_arena;
+
+    if (r == NULL)
+        return;
+    arena = r->arena;
+    own_arena = r->own_arena;
+    mio_waker_free(r->waker);
+    mio_events_free(r->events);
+    mio_poll_free(r->poll);
+    mio__slab_destroy(&r->slab);
+    mio__wheel_destroy(&r->wheel);
+    mio__post_queue_destroy(&r->tasks, arena); /* queued tasks are dropped unrun */
+    mio__free(arena, r->read_buf);
+    mio__free(arena, r);
+    if (own_arena)
+        mio__arena_destroy(arena);
+}
+
+/* ------------------------------------------------------------------ handlers */
+
+int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn, void *arg,
+                    mio_token *out)
+{
+    struct mio__slot *slot;
+    uint64_t token;
+    uint32_t idx;
+    int err;
+
+    if (r == NULL || fn == NULL || interest == 0)
+        return -EINVAL;
+    if (fd < 0)
+        return -EBADF;
+    err = mio__slab_alloc(&r->slab, &idx);
+    if (err < 0)
+        return err;
+    token = mio__slab_token(&r->slab, idx);
+    err = mio_registry_register(r->reg, fd, (mio_token)token, interest);
+    if (err < 0) {
+        mio__slab_release(&r->slab, idx);
+        return err;
+    }
+    slot = mio__slab_at(&r->slab, idx);
+    slot->fn = fn;
+    slot->arg = arg;
+    slot->fd = fd;
+    slot->interest = interest;
+    ctr_set(&r->st.handlers, r->slab.used);
+    if (out != NULL)
+        *out = (mio_token)token;
+    return 0;
+}
+
+int mio_reactor_modify(mio_reactor *r, mio_token token, mio_interest interest)
+{
+    struct mio__slot *slot;
+    int err;
+
+    if (r == NULL || interest == 0)
+        return -EINVAL;
+    slot = mio__slab_lookup(&r->slab, token);
+    if (slot == NULL)
+        return -ENOENT;
+    err = mio_registry_reregister(r->reg, slot->fd, token, interest);
+    if (err < 0)
+        return err;
+    slot->interest = interest;
+    return 0;
+}
+
+int mio_reactor_remove(mio_reactor *r, mio_token token)
+{
+    struct mio__slot *slot;
+    int err;
+
+    if (r == NULL)
+        return -EINVAL;
+    slot = mio__slab_lookup(&r->slab, token);
+    if (slot == NULL)
+        return -ENOENT;
+    err = mio_registry_deregister(r->reg, slot->fd);
+    /* -EBADF / -ENOENT: the fd was closed before the remove, which already dropped the kernel's
+     * registration; the token is released all the same. */
+    if (err < 0 && err != -EBADF && err != -ENOENT)
+        return err;
+    /* Bumping the generation is what drops events of this token already harvested in the
+     * current batch: the dispatcher compares generations before every call. The slot itself may
+     * be reused at once (slab pages never move or shrink while the reactor lives). */
+    mio__slab_release(&r->slab, (uint32_t)token);
+    ctr_set(&r->st.handlers, r->slab.used);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ cross-thread */
+
+bool mio__reactor_wake(mio_reactor *r)
+{
+    /* Orders the caller's publication before the state load (the producer half of the Dekker
+     * handshake described at the top of this file). */
+    ck_pr_fence_memory();
+    if (ck_pr_load_uint(&r->state) == STATE_SLEEPING &&
+        ck_pr_cas_uint(&r->state, STATE_SLEEPING, STATE_WOKEN)) {
+        (void)mio_waker_wake(r->waker);
+        ck_pr_inc_64(&r->wakes_performed);
+        return true;
+    }
+    ck_pr_inc_64(&r->wakes_elided);
+    return false;
+}
+
+int mio_reactor_post(mio_reactor *r, mio_task_fn fn, void *arg)
+{
+    int err;
+
+    if (r == NULL || fn == NULL)
+        return -EINVAL;
+    err = mio__post_queue_push(&r->tasks, fn, arg);
+    if (err < 0)
+        return err;
+    (void)mio__reactor_wake(r);
+    return 0;
+}
+
+int mio_reactor_stop(mio_reactor *r)
+{
+    if (r == NULL)
+        return -EINVAL;
+    ck_pr_store_uint(&r->stop, 1);
+    (void)mio__reactor_wake(r);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ timers */
+
+int mio_reactor_timer_start(mio_reactor *r, uint64_t after_ms, uint64_t repeat_ms,
+                            mio_timer_fn fn, void *arg, mio_timer_id *out)
+{
+    uint64_t id;
+    int err;
+
+    if (r == NULL || fn == NULL)
+        return -EINVAL;
+    err = mio__wheel_start(&r->wheel, sat_add(r->now, after_ms), repeat_ms, (mio__fnptr)fn, arg,
+                           &id);
+    if (err < 0)
+        return err;
+    ctr_set(&r->st.timers, r->wheel.count);
+    if (out != NULL)
+        *out = id;
+    return 0;
+}
+
+int mio_reactor_timer_cancel(mio_reactor *r, mio_timer_id id)
+{
+    int err;
+
+    if (r == NULL)
+        return -EINVAL;
+    err = mio__wheel_cancel(&r->wheel, id);
+    ctr_set(&r->st.timers, r->wheel.count);
+    return err;
+}
+
+uint64_t mio_reactor_now_ms(const mio_reactor *r)
+{
+    return r->now;
+}
+
+void mio__reactor_update_now(mio_reactor *r)
+{
+    r->now = clock_ms(r->now);
+}
+
+/* ------------------------------------------------------------------ the loop */
+
+/* The wait for this iteration: the caller's limit shortened to the next timer; 0 when work is
+ * already waiting. */
+static int wait_timeout(const mio_reactor *r, int timeout_ms)
+{
+    uint64_t next, d;
+
+    if (mio__post_queue_len(&r->tasks) != 0)
+        return 0;
+    next = mio__wheel_next(&r->wheel);
+    if (next == UINT64_MAX)
+        return timeout_ms;
+    d = next > r->now ? next - r->now : 0;
+    if (d > INT_MAX)
+        d = INT_MAX;
+    if (timeout_ms < 0 || (uint64_t)timeout_ms > d)
+        timeout_ms = (int)d;
+    return timeout_ms;
+}
+
+static int run_tasks(mio_reactor *r)
+{
+    /* Only what is queued now: tasks that post tasks cannot keep this iteration going forever. */
+    unsigned n = mio__post_queue_len(&r->tasks);
+    struct mio__task t;
+    int ran = 0;
+
+    while (n-- > 0 && mio__post_queue_pop(&r->tasks, &t)) {
+        t.fn(r, t.arg);
+        ran++;
+    }
+    if (ran > 0)
+        ctr_add(&r->st.tasks_run, (uint64_t)ran);
+    return ran;
+}
+
+static int run_timers(mio_reactor *r)
+{
+    struct mio__timer *t;
+    int ran = 0;
+
+    mio__wheel_advance(&r->wheel, r->now);
+    while ((t = mio__wheel_pop(&r->wheel)) != NULL) {
+        mio_timer_fn fn = (mio_timer_fn)t->fn;
+        fn(r, mio__wheel_id(t), t->arg);
+        mio__wheel_fired(&r->wheel, t);
+        ran++;
+    }
+    if (ran > 0)
+        ctr_add(&r->st.timers_fired, (uint64_t)ran);
+    ctr_set(&r->st.timers, r->wheel.count);
+    return ran;
+}
+
+static int iterate(mio_reactor *r, int timeout_ms)
+{
+    int timeout = wait_timeout(r, timeout_ms), n, ran = 0, handlers = 0;
+    bool published = false, src_pending = false, woke = false;
+    uint64_t stale = 0;
+
+    if (timeout != 0) {
+        ck_pr_store_uint(&r->state, STATE_SLEEPING);
+        ck_pr_fence_memory();
+        published = true;
+        ctr_add(&r->st.sleeps, 1);
+        if (mio__post_queue_len(&r->tasks) != 0 || ck_pr_load_uint(&r->stop) != 0)
+            timeout = 0;
+    }
+    /* Every iteration asks the source, so a reactor that never sleeps cannot starve it. */
+    if (r->has_src && r->src.pending(r->src.arg))
+        src_pending = true, timeout = 0;
+    n = mio_poll_poll(r->poll, r->events, timeout);
+    if (published)
+        ck_pr_store_uint(&r->state, STATE_RUNNING); /* clears wake_pending before any draining */
+    r->now = clock_ms(r->now);
+    ctr_add(&r->st.iterations, 1);
+    if (n < 0)
+        return n;
+    ctr_add(&r->st.events, (uint64_t)n);
+    if (n == 0 && timeout != 0)
+        ctr_add(&r->st.zero_event_wakeups, 1);
+
+    MIO_EVENTS_FOREACH(const mio_event *ev, r->events)
+    {
+        mio_token token = mio_event_token(ev);
+        struct mio__slot *slot;
+        if (token == WAKER_TOKEN) {
+            /* The eventfd is not read: every write re-arms the edge, and the waker drains the
+             * counter itself before it could overflow. That saves a syscall per wake. */
+            woke = true;
+            continue;
+        }
+        slot = mio__slab_lookup(&r->slab, token);
+        if (slot == NULL) {
+            stale++; /* removed (maybe reused) earlier in this batch */
+            continue;
+        }
+        slot->fn(r, token, ev, slot->arg);
+        handlers++;
+    }
+    if (handlers > 0)
+        ctr_add(&r->st.handlers_run, (uint64_t)handlers);
+    if (stale > 0)
+        ctr_add(&r->st.stale_events, stale);
+    ran += handlers;
+
+    if (r->has_src && (woke || src_pending))
+        r->src.drain(r, r->src.arg);
+    ran += run_tasks(r);
+    /* Callbacks ran: refresh the clock so that timers see the time they actually run at. */
+    if (ran > 0)
+        r->now = clock_ms(r->now);
+    ran += run_timers(r);
+    return ran;
+}
+
+int mio_reactor_run_once(mio_reactor *r, int timeout_ms)
+{
+    int ran;
+
+    if (r == NULL || timeout_ms < -1)
+        return -EINVAL;
+    if (r->in_loop)
+        return -EBUSY;
+    r->in_loop = true;
+    ran = iterate(r, timeout_ms);
+    r->in_loop = false;
+    return ran;
+}
+
+int mio_reactor_run(mio_reactor *r)
+{
+    if (r == NULL)
+        return -EINVAL;
+    if (r->in_loop)
+        return -EBUSY;
+    for (;;) {
+        int rc;
+        if (ck_pr_load_uint(&r->stop) != 0 && ck_pr_fas_uint(&r->stop, 0) != 0)
+            return 0;
+        rc = mio_reactor_run_once(r, -1);
+        if (rc < 0 && rc != -EINTR)
+            return rc;
+    }
+}
+
+/* ------------------------------------------------------------------ stats and internals */
+
+int mio_reactor_stats(const mio_reactor *r, struct mio_reactor_stats *out)
+{
+    if (r == NULL || out == NULL)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    out->iterations = ck_pr_load_64(&r->st.iterations);
+    out->events = ck_pr_load_64(&r->st.events);
+    out->handlers_run = ck_pr_load_64(&r->st.handlers_run);
+    out->tasks_run = ck_pr_load_64(&r->st.tasks_run);
+    out->timers_fired = ck_pr_load_64(&r->st.timers_fired);
+    out->wakes_performed = ck_pr_load_64(&r->wakes_performed);
+    out->wakes_elided = ck_pr_load_64(&r->wakes_elided);
+    out->zero_event_wakeups = ck_pr_load_64(&r->st.zero_event_wakeups);
+    out->handlers = ck_pr_load_64(&r->st.handlers);
+    out->timers = ck_pr_load_64(&r->st.timers);
+    out->stale_events = ck_pr_load_64(&r->st.stale_events);
+    out->sleeps = ck_pr_load_64(&r->st.sleeps);
+    out->tasks_queued = mio__post_queue_len(&r->tasks);
+    return 0;
+}
+
+mio__arena mio__reactor_arena(const mio_reactor *r)
+{
+    return r->arena;
+}
+
+void *mio__reactor_read_buffer(mio_reactor *r, size_t *len)
+{
+    if (len != NULL)
+        *len = READ_BUFFER_SIZE;
+    return r->read_buf;
+}
+
+int mio__reactor_set_source(mio_reactor *r, const struct mio__reactor_source *src)
+{
+    if (r == NULL)
+        return -EINVAL;
+    if (src == NULL) {
+        r->has_src = false;
+        memset(&r->src, 0, sizeof r->src);
+        return 0;
+    }
+    if (src->pending == NULL || src->drain == NULL)
+        return -EINVAL;
+    if (r->has_src)
+        return -EEXIST;
+    r->src = *src;
+    r->has_src = true;
+    return 0;
+}
+
+struct mio__list *mio__reactor_conns(mio_reactor *r)
+{
+    return &r->conns;
+}
+
+uint64_t mio__reactor_conn_count(const mio_reactor *r)
+{
+    return ck_pr_load_64(&r->conn_count);
+}
+
+void mio__reactor_conn_count_add(mio_reactor *r, int64_t delta)
+{
+    if (delta >= 0)
+        ck_pr_add_64(&r->conn_count, (uint64_t)delta);
+    else
+        ck_pr_sub_64(&r->conn_count, (uint64_t)-delta);
+}
