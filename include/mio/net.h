@@ -34,76 +34,151 @@ typedef struct mio_addr {
  * or a 107-byte abstract name whose every byte needs a 4-character \xHH escape. */
 #define MIO_ADDR_STRLEN 448
 
-/* Parses "127.0.0.1:80", "[::1]:80", "[fe80::1%eth0]:80", "unix:/path/sock", "unix:@abstract".
- * No DNS. Returns 0, or -EINVAL for NULL or malformed text (out is then left untouched). */
+/* Parses text into *out. Accepted forms (no DNS, no whitespace, the whole text must match):
+ *   "a.b.c.d:port"           IPv4 dotted quad (no leading zeros in an octet)
+ *   "[v6]:port"              IPv6 in brackets; "[v6%scope]:port" with an interface name or index,
+ *                            only for link-local (fe80::/10) and multicast addresses
+ *   "unix:/path", "unix:rel" pathname (at most sizeof(sun_path) - 1 = 107 bytes)
+ *   "unix:@name"             abstract name (1 to 107 bytes; \xHH escapes any byte, e.g. \x00)
+ *   "unix:"                  the unnamed unix address (what an unbound peer formats as)
+ * port is 1 to 5 decimal digits, at most 65535. Returns 0, or -EINVAL for NULL or malformed text;
+ * on error *out is not written at all. Thread-safe (a scope name is looked up with
+ * if_nametoindex). */
 MIO_EXTERN int mio_addr_parse(const char *text, mio_addr *out);
-/* The inverse of mio_addr_parse (unnamed unix -> "unix:"); snprintf semantics; -EINVAL for a NULL
- * or unsupported address. */
+/* Writes the text form of addr, the inverse of mio_addr_parse: parse -> format -> parse gives the
+ * same address. IPv6 scopes print as the interface name when one maps back to the same index,
+ * else as the number; abstract names escape bytes < 0x20, 0x7f and '\\' as \xHH.
+ * snprintf semantics: returns the length of the full text (without the NUL) even when len is too
+ * small, always NUL-terminates when len > 0; buf may be NULL when len is 0. MIO_ADDR_STRLEN is
+ * always enough. -EINVAL for NULL, an unknown family, or a len too short for the family.
+ * Thread-safe. */
 MIO_EXTERN int mio_addr_format(const mio_addr *addr, char *buf, size_t len);
 
-/* TCP */
-/* Binds a listening socket (SO_REUSEADDR, backlog 1024). Returns the fd or -errno. */
+/* ---- TCP ---- */
+/* Creates an IPv4/IPv6 listening socket bound to addr (SO_REUSEADDR set, listen backlog 1024,
+ * capped by the kernel's somaxconn). Port 0 picks a free port: read it with
+ * mio_socket_local_addr. Returns the fd, -EINVAL (NULL or malformed addr), -EAFNOSUPPORT (a unix
+ * address: use mio_unix_listener_bind), or -errno from socket/bind/listen (-EADDRINUSE, ...). */
 MIO_EXTERN int mio_tcp_listener_bind(const mio_addr *addr);
-/* accept4(NONBLOCK|CLOEXEC). Returns the new fd, -EAGAIN when none is pending, or -errno.
- * peer may be NULL. */
+/* accept4(NONBLOCK|CLOEXEC), retried on EINTR. Returns the new connection's fd (the caller owns
+ * it), -EAGAIN when none is pending (edge-triggered: accept until -EAGAIN on each readable event),
+ * or -errno (-ECONNABORTED, -EMFILE, ...). peer may be NULL; else it receives the peer address. */
 MIO_EXTERN int mio_tcp_listener_accept(int lfd, mio_addr *peer);
-/* Starts a non-blocking connect (EINPROGRESS is swallowed): wait for WRITABLE, then check
- * mio_socket_take_error and mio_socket_peer_addr. Returns the fd or -errno (e.g. -ECONNREFUSED
- * when the kernel refuses at once). */
+/* Starts a non-blocking connect to addr (EINPROGRESS is swallowed) and returns the fd at once.
+ * Completion is a WRITABLE event: then mio_socket_take_error says whether it failed (e.g.
+ * -ECONNREFUSED) and mio_socket_peer_addr confirms the connection. A connect the kernel refuses
+ * on the spot returns -errno (e.g. -ECONNREFUSED) and no fd. -EINVAL / -EAFNOSUPPORT as for
+ * mio_tcp_listener_bind. */
 MIO_EXTERN int mio_tcp_stream_connect(const mio_addr *addr);
+/* TCP_NODELAY on or off. 0 or -errno (-ENOTSOCK, -EOPNOTSUPP for a non-TCP socket, -EBADF). */
 MIO_EXTERN int mio_tcp_set_nodelay(int fd, bool on);
 MIO_EXTERN int mio_tcp_nodelay(int fd); /* 1/0 or -errno */
 
-/* Generic socket operations */
-MIO_EXTERN int mio_socket_set_ttl(int fd, unsigned ttl); /* IPv6: unicast hop limit */
-MIO_EXTERN int mio_socket_ttl(int fd);                   /* the value or -errno */
-MIO_EXTERN int mio_socket_take_error(int fd);            /* reads and clears SO_ERROR: 0 or -errno */
+/* ---- Any socket ---- */
+/* IP_TTL for IPv4 sockets, IPV6_UNICAST_HOPS for IPv6 ones (1..255; > 255 -> -EINVAL).
+ * 0 or -errno; -EAFNOSUPPORT for other families. */
+MIO_EXTERN int mio_socket_set_ttl(int fd, unsigned ttl);
+MIO_EXTERN int mio_socket_ttl(int fd); /* the value or -errno */
+/* Reads and clears SO_ERROR: 0 when there is no pending error, else the -errno it held (a second
+ * call returns 0). Use after a WRITABLE or error event on a connecting socket. */
+MIO_EXTERN int mio_socket_take_error(int fd);
+/* getsockname / getpeername into *out (out must not be NULL: -EINVAL). An unbound unix peer
+ * comes back as the unnamed address ("unix:"). 0 or -errno (-ENOTCONN for an unconnected peer). */
 MIO_EXTERN int mio_socket_local_addr(int fd, mio_addr *out);
 MIO_EXTERN int mio_socket_peer_addr(int fd, mio_addr *out);
-MIO_EXTERN int mio_socket_shutdown(int fd, int how); /* SHUT_RD / SHUT_WR / SHUT_RDWR */
-/* Byte counts or -errno (-EAGAIN, -EPIPE, -ECONNRESET, ...). Work on any fd: sockets use
- * MSG_NOSIGNAL; other fds are written with SIGPIPE blocked in the calling thread (a SIGPIPE this
- * raised is consumed), so a broken pipe returns -EPIPE. 0 from mio_recv means EOF. */
+/* shutdown(2): SHUT_RD / SHUT_WR / SHUT_RDWR. The peer sees SHUT_WR as read-closed then EOF.
+ * 0 or -errno (-ENOTCONN, -EINVAL for a bad `how`). */
+MIO_EXTERN int mio_socket_shutdown(int fd, int how);
+
+/* ---- I/O on any fd ----
+ * Each returns a byte count (0 from mio_recv/mio_recvv means EOF) or -errno: -EAGAIN when the fd
+ * is not ready (EWOULDBLOCK is reported as -EAGAIN), -EPIPE / -ECONNRESET on a broken connection.
+ * None raises SIGPIPE. Sockets use send/sendmsg with MSG_NOSIGNAL (one syscall). On a fd that is
+ * not a socket (pipe, tty, ...) the first syscall fails with ENOTSOCK and the call falls back to
+ * write/writev with SIGPIPE blocked in the calling thread; a SIGPIPE that write raised is consumed
+ * (only if SIGPIPE was not already pending before the call: that one is left alone), the thread's
+ * mask is restored, and -EPIPE is returned. mio_recv/mio_recvv fall back to read/readv.
+ * Thread-safe as the syscalls are; the SIGPIPE handling touches only the calling thread's mask. */
 MIO_EXTERN ssize_t mio_send(int fd, const void *buf, size_t len);
+/* Gathers iovcnt buffers (sendmsg with MSG_NOSIGNAL; writev for non-sockets). iovcnt < 0 or
+ * > IOV_MAX fails (-EINVAL / -EMSGSIZE). */
 MIO_EXTERN ssize_t mio_sendv(int fd, const struct iovec *iov, int iovcnt);
 MIO_EXTERN ssize_t mio_recv(int fd, void *buf, size_t len);
 MIO_EXTERN ssize_t mio_recvv(int fd, const struct iovec *iov, int iovcnt);
+/* recv with MSG_PEEK: the bytes stay queued. Sockets only (-ENOTSOCK for a pipe). */
 MIO_EXTERN ssize_t mio_peek(int fd, void *buf, size_t len);
 
-/* UDP */
+/* ---- UDP ---- */
+/* Creates an IPv4/IPv6 datagram socket bound to addr (port 0 = any). Returns the fd, -EINVAL,
+ * -EAFNOSUPPORT (unix: use mio_unix_datagram_bind) or -errno. */
 MIO_EXTERN int mio_udp_bind(const mio_addr *addr);
+/* connect(2) on a datagram socket: fixes the peer for mio_send/mio_recv/mio_peek and filters what
+ * is received. Also serves unix datagram sockets. 0, -EINVAL (NULL/malformed addr) or -errno. */
 MIO_EXTERN int mio_udp_connect(int fd, const mio_addr *addr);
+/* sendto with MSG_NOSIGNAL: the byte count, -EAGAIN, -EINVAL (to NULL or malformed), -errno.
+ * Works for unix datagram sockets too (to = a unix address). */
 MIO_EXTERN ssize_t mio_udp_send_to(int fd, const void *buf, size_t len, const mio_addr *to);
+/* recvfrom: one datagram (truncated to len), its sender in *from (may be NULL; an unbound unix
+ * sender is the unnamed address), -EAGAIN when none is queued, or -errno (e.g. -ECONNREFUSED
+ * reported by ICMP for an earlier send). */
 MIO_EXTERN ssize_t mio_udp_recv_from(int fd, void *buf, size_t len, mio_addr *from);
+/* As mio_udp_recv_from, but the datagram stays queued (MSG_PEEK). */
 MIO_EXTERN ssize_t mio_udp_peek_from(int fd, void *buf, size_t len, mio_addr *from);
-MIO_EXTERN int mio_udp_set_broadcast(int fd, bool on);
+/* Options. Setters return 0 or -errno; getters 1/0 (booleans) or the value, or -errno (e.g. an
+ * IPv6 option on an IPv4 socket fails with -ENOPROTOOPT). TTL setters reject > 255 (-EINVAL). */
+MIO_EXTERN int mio_udp_set_broadcast(int fd, bool on); /* SO_BROADCAST */
 MIO_EXTERN int mio_udp_broadcast(int fd);
-MIO_EXTERN int mio_udp_set_multicast_loop_v4(int fd, bool on);
+MIO_EXTERN int mio_udp_set_multicast_loop_v4(int fd, bool on); /* IP_MULTICAST_LOOP */
 MIO_EXTERN int mio_udp_multicast_loop_v4(int fd);
-MIO_EXTERN int mio_udp_set_multicast_ttl_v4(int fd, unsigned ttl);
+MIO_EXTERN int mio_udp_set_multicast_ttl_v4(int fd, unsigned ttl); /* IP_MULTICAST_TTL */
 MIO_EXTERN int mio_udp_multicast_ttl_v4(int fd);
-MIO_EXTERN int mio_udp_set_multicast_loop_v6(int fd, bool on);
+MIO_EXTERN int mio_udp_set_multicast_loop_v6(int fd, bool on); /* IPV6_MULTICAST_LOOP */
 MIO_EXTERN int mio_udp_multicast_loop_v6(int fd);
+/* IP_ADD_MEMBERSHIP / IP_DROP_MEMBERSHIP for `group` on the interface with address `iface`
+ * (NULL = INADDR_ANY, the kernel picks). 0, -EINVAL (group NULL) or -errno (-EADDRINUSE when
+ * already joined, -EADDRNOTAVAIL when leaving a group not joined, -ENODEV without a route). */
 MIO_EXTERN int mio_udp_join_multicast_v4(int fd, const struct in_addr *group,
                                          const struct in_addr *iface);
 MIO_EXTERN int mio_udp_leave_multicast_v4(int fd, const struct in_addr *group,
                                           const struct in_addr *iface);
+/* IPV6_ADD_MEMBERSHIP / IPV6_DROP_MEMBERSHIP on interface index `ifindex` (0 = kernel's choice).
+ * 0, -EINVAL (group NULL) or -errno. */
 MIO_EXTERN int mio_udp_join_multicast_v6(int fd, const struct in6_addr *group, unsigned ifindex);
 MIO_EXTERN int mio_udp_leave_multicast_v6(int fd, const struct in6_addr *group, unsigned ifindex);
-MIO_EXTERN int mio_udp_only_v6(int fd); /* 1/0 or -errno */
+/* IPV6_V6ONLY of an IPv6 socket: 1/0 or -errno. */
+MIO_EXTERN int mio_udp_only_v6(int fd);
 
-/* Unix domain sockets (pathname or abstract). Datagram send_to / recv_from use the udp functions. */
+/* ---- Unix domain sockets (pathname or abstract) ----
+ * Addresses come from mio_addr_parse("unix:/path") or ("unix:@name"). A pathname listener leaves
+ * its socket file behind when closed: unlink it yourself; abstract names vanish with the socket.
+ * Non-unix addresses give -EAFNOSUPPORT, NULL or malformed ones -EINVAL.
+ * Datagram send_to / recv_from / peek_from use the mio_udp_ functions above. */
+/* A listening stream socket (backlog 1024). The fd or -errno (-EADDRINUSE when the path exists). */
 MIO_EXTERN int mio_unix_listener_bind(const mio_addr *addr);
+/* As mio_tcp_listener_accept; an unbound client's address is the unnamed one ("unix:"). */
 MIO_EXTERN int mio_unix_listener_accept(int lfd, mio_addr *peer);
+/* Connects a stream socket. Unix connects complete at once, so the returned fd is connected;
+ * when the listener's backlog is full the kernel answers EAGAIN and this returns -EAGAIN (no fd:
+ * retry later). -ENOENT (no such path), -ECONNREFUSED (nobody listens), other -errno. */
 MIO_EXTERN int mio_unix_stream_connect(const mio_addr *addr);
+/* socketpair(AF_UNIX, SOCK_STREAM): two connected fds in fds[0], fds[1]. 0 or -errno. */
 MIO_EXTERN int mio_unix_stream_pair(int fds[2]);
+/* A datagram socket bound to addr. The fd or -errno. */
 MIO_EXTERN int mio_unix_datagram_bind(const mio_addr *addr);
+/* An unbound datagram socket (its datagrams arrive from the unnamed address). The fd or -errno. */
 MIO_EXTERN int mio_unix_datagram_unbound(void);
+/* socketpair(AF_UNIX, SOCK_DGRAM). 0 or -errno. */
 MIO_EXTERN int mio_unix_datagram_pair(int fds[2]);
+/* connect(2) a datagram socket to addr, for mio_send / mio_recv. 0 or -errno. */
 MIO_EXTERN int mio_unix_datagram_connect(int fd, const mio_addr *addr);
 
-/* Pipes and fds */
-MIO_EXTERN int mio_pipe_new(int fds[2]); /* fds[0] receiver, fds[1] sender; returns 0 or -errno */
+/* ---- Pipes and fds ---- */
+/* pipe2(O_NONBLOCK | O_CLOEXEC): fds[0] is the receiving end, fds[1] the sending end. Closing the
+ * sender shows on the receiver as read-closed; closing the receiver shows on the sender as an
+ * error / write-closed event, and mio_send then returns -EPIPE without a signal. 0 or -errno. */
+MIO_EXTERN int mio_pipe_new(int fds[2]);
+/* Sets or clears O_NONBLOCK on any fd (no syscall beyond F_GETFL when it already matches).
+ * 0 or -errno. Mind that the flag belongs to the open file description, shared by dup'd fds. */
 MIO_EXTERN int mio_set_nonblocking(int fd, bool on);
 
 MIO_END_DECLS
