@@ -70,7 +70,7 @@ MIO_EXTERN int mio_tcp_listener_accept(int lfd, mio_addr *peer);
  * on the spot returns -errno (e.g. -ECONNREFUSED) and no fd. -EINVAL / -EAFNOSUPPORT as for
  * mio_tcp_listener_bind. */
 MIO_EXTERN int mio_tcp_stream_connect(const mio_addr *addr);
-/* TCP_NODELAY on or off. 0 or -errno (-ENOTSOCK, -EOPNOTSUPP for a non-TCP socket, -EBADF). */
+/* TCP_NODELAY on or off. 0 or -errno (-ENOTSOCK, -ENOPROTOOPT for a non-TCP socket, -EBADF). */
 MIO_EXTERN int mio_tcp_set_nodelay(int fd, bool on);
 MIO_EXTERN int mio_tcp_nodelay(int fd); /* 1/0 or -errno */
 
@@ -125,7 +125,7 @@ MIO_EXTERN ssize_t mio_udp_recv_from(int fd, void *buf, size_t len, mio_addr *fr
 /* As mio_udp_recv_from, but the datagram stays queued (MSG_PEEK). */
 MIO_EXTERN ssize_t mio_udp_peek_from(int fd, void *buf, size_t len, mio_addr *from);
 /* Options. Setters return 0 or -errno; getters 1/0 (booleans) or the value, or -errno (e.g. an
- * IPv6 option on an IPv4 socket fails with -ENOPROTOOPT). TTL setters reject > 255 (-EINVAL). */
+ * IPv6 option on an IPv4 socket fails with -EOPNOTSUPP). TTL setters reject > 255 (-EINVAL). */
 MIO_EXTERN int mio_udp_set_broadcast(int fd, bool on); /* SO_BROADCAST */
 MIO_EXTERN int mio_udp_broadcast(int fd);
 MIO_EXTERN int mio_udp_set_multicast_loop_v4(int fd, bool on); /* IP_MULTICAST_LOOP */
