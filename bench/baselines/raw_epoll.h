@@ -6,7 +6,8 @@
  * The program defines raw_handle() (one event on a connection or the listener of its worker) and
  * calls raw_main(). Signals: SIGINT/SIGTERM are blocked in every thread and taken by sigwait() in
  * the main thread, which then writes a shared eventfd that every worker watches; workers leave their
- * loop, the main thread joins them and exits 0. */
+ * loop, the main thread joins them and exits 0. SIGUSR1 prints one line per worker on stdout:
+ * `worker=I accepted=N`. */
 #ifndef MIO_BENCH_RAW_EPOLL_H
 #define MIO_BENCH_RAW_EPOLL_H
 
@@ -14,6 +15,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -32,8 +34,15 @@ struct raw_worker {
     int lfd;
     pthread_t tid;
     bool short_read;
-    uint64_t accepted; /* owned by the worker thread; read only after join */
+    _Atomic uint64_t accepted; /* written by the worker only; read by main for SIGUSR1 */
 };
+
+/* Single-writer counter: a relaxed load + store, no locked instruction on the accept path. */
+static inline void raw_count(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
 
 /* Handles one event: a token that is neither the listener nor the stop token is a connection fd. */
 static void raw_handle(struct raw_worker *w, uint64_t token, uint32_t events);
@@ -103,6 +112,7 @@ static int raw_main(int argc, char **argv, bool has_short)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -143,16 +153,25 @@ static int raw_main(int argc, char **argv, bool has_short)
             return 1;
         }
     }
-    do {
+    for (;;) {
         err = sigwait(&sigs, &sig);
-    } while (err != 0);
+        if (err != 0)
+            continue;
+        if (sig != SIGUSR1)
+            break;
+        for (unsigned i = 0; i < a.workers; i++)
+            printf("worker=%u accepted=%llu\n", i,
+                   (unsigned long long)atomic_load_explicit(&ws[i].accepted,
+                                                            memory_order_relaxed));
+        fflush(stdout);
+    }
 
     uint64_t one = 1, accepted = 0;
     if (write(raw_stop_fd, &one, sizeof(one)) == -1)
         perror("write stop");
     for (unsigned i = 0; i < a.workers; i++) {
         pthread_join(ws[i].tid, NULL);
-        accepted += ws[i].accepted;
+        accepted += atomic_load_explicit(&ws[i].accepted, memory_order_relaxed);
         close(ws[i].epfd);
         close(ws[i].lfd);
     }

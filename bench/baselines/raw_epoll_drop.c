@@ -30,7 +30,7 @@ static void raw_handle(struct raw_worker *w, uint64_t token, uint32_t events)
             return; /* EAGAIN: drained; EMFILE and friends: the next connection retries */
         }
         close(fd);
-        w->accepted++;
+        raw_count(&w->accepted);
     }
 }
 

@@ -114,7 +114,7 @@ static void on_accept(struct raw_worker *w)
             close(fd);
             continue;
         }
-        w->accepted++;
+        raw_count(&w->accepted);
     }
 }
 
