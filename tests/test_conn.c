@@ -1,0 +1,545 @@
+/* mio_conn on a reactor driven by this thread, peers are plain loopback sockets (some driven by
+ * helper threads). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <mio/mio.h>
+#include "helpers.h"
+
+#define TABLE_LEN 1000003u /* prime, so the pattern does not line up with buffer sizes */
+static unsigned char *table;
+
+static unsigned char pattern_at(size_t i)
+{
+    return table[i % TABLE_LEN];
+}
+
+/* Copies pattern bytes [off, off+len) into buf. */
+static void pattern_fill(unsigned char *buf, size_t off, size_t len)
+{
+    while (len > 0) {
+        size_t at = off % TABLE_LEN, n = TABLE_LEN - at;
+
+        if (n > len)
+            n = len;
+        memcpy(buf, table + at, n);
+        buf += n;
+        off += n;
+        len -= n;
+    }
+}
+
+static bool pattern_check(const unsigned char *buf, size_t off, size_t len)
+{
+    while (len > 0) {
+        size_t at = off % TABLE_LEN, n = TABLE_LEN - at;
+
+        if (n > len)
+            n = len;
+        if (memcmp(buf, table + at, n) != 0)
+            return false;
+        buf += n;
+        off += n;
+        len -= n;
+    }
+    return true;
+}
+
+/* ---- fixture: a listener, pairs of (client fd, server fd) ---- */
+
+static int listener_fd = -1;
+static mio_addr listen_addr;
+
+static void set_blocking(int fd)
+{
+    assert_int_equal(mio_set_nonblocking(fd, false), 0);
+}
+
+/* Returns a connected pair: *cli (blocking) and *srv (non-blocking, for mio_conn_open). */
+static void make_pair(int *cli, int *srv)
+{
+    unsigned long long until = mio_test_now_ms() + 10000;
+    int c = mio_tcp_stream_connect(&listen_addr), s;
+
+    assert_true(c >= 0);
+    do {
+        s = mio_tcp_listener_accept(listener_fd, NULL);
+        if (s == -EAGAIN)
+            usleep(1000);
+    } while (s == -EAGAIN && mio_test_now_ms() < until);
+    assert_true(s >= 0);
+    set_blocking(c);
+    *cli = c;
+    *srv = s;
+}
+
+struct tconn {
+    mio_conn *c;
+    int closes, reason, eofs, drains, trips;
+    size_t got;
+    bool reads_after_close;
+    bool closed_by_user;
+    bool echo;
+    bool check_pattern; /* echo checker: received bytes follow the pattern */
+    bool bad_data;
+    struct tconn *close_other; /* on first read: close self and this one */
+    size_t max_pending_at_read;
+};
+
+static void t_on_read(mio_conn *c, const void *data, size_t len, void *arg)
+{
+    struct tconn *t = arg;
+
+    if (t->closed_by_user || t->closes > 0)
+        t->reads_after_close = true;
+    if (mio_conn_pending(c) > t->max_pending_at_read)
+        t->max_pending_at_read = mio_conn_pending(c);
+    if (len == 0) {
+        t->eofs++;
+        return;
+    }
+    if (t->check_pattern && !pattern_check(data, t->got, len))
+        t->bad_data = true;
+    t->got += len;
+    if (t->echo) {
+        size_t high = 128 * 1024;
+
+        assert_int_equal(mio_conn_write(c, data, len), 0);
+        if (mio_conn_pending(c) > high)
+            t->trips++;
+    }
+    if (t->close_other != NULL) {
+        struct tconn *o = t->close_other;
+
+        t->close_other = NULL;
+        t->closed_by_user = true;
+        mio_conn_close(c);
+        o->closed_by_user = true;
+        mio_conn_close(o->c);
+    }
+}
+
+static void t_on_close(mio_conn *c, int reason, void *arg)
+{
+    struct tconn *t = arg;
+
+    t->closes++;
+    t->reason = reason;
+    /* inside on_close every call is harmless */
+    assert_int_equal(mio_conn_write(c, "x", 1), -EPIPE);
+    mio_conn_close(c);
+}
+
+static void t_on_drain(mio_conn *c, void *arg)
+{
+    struct tconn *t = arg;
+
+    assert_true(mio_conn_pending(c) <= 32 * 1024);
+    t->drains++;
+}
+
+static const mio_conn_ops t_ops = {t_on_read, t_on_close, t_on_drain};
+
+static mio_reactor *r;
+static int fd_base;
+
+static int setup(void **state)
+{
+    (void)state;
+    fd_base = mio_test_fd_count();
+    assert_int_equal(mio_addr_parse("127.0.0.1:0", &listen_addr), 0);
+    listener_fd = mio_tcp_listener_bind(&listen_addr);
+    assert_true(listener_fd >= 0);
+    assert_int_equal(mio_socket_local_addr(listener_fd, &listen_addr), 0);
+    assert_int_equal(mio_reactor_new(NULL, &r), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    mio_reactor_free(r);
+    close(listener_fd);
+    assert_int_equal(mio_test_fd_count(), fd_base);
+    return 0;
+}
+
+/* Runs the reactor until *flag becomes true or 20 s pass. */
+static void run_until(volatile bool *flag)
+{
+    unsigned long long until = mio_test_now_ms() + 20000;
+
+    while (!*flag && mio_test_now_ms() < until)
+        assert_true(mio_reactor_run_once(r, 10) >= 0);
+    assert_true(*flag);
+}
+
+static void run_for(unsigned ms)
+{
+    unsigned long long until = mio_test_now_ms() + ms;
+
+    while (mio_test_now_ms() < until)
+        assert_true(mio_reactor_run_once(r, 5) >= 0);
+}
+
+static bool is_closed(struct tconn *t)
+{
+    return t->closes > 0;
+}
+
+static void run_until_closed(struct tconn *t)
+{
+    unsigned long long until = mio_test_now_ms() + 90000;
+
+    while (!is_closed(t) && mio_test_now_ms() < until)
+        assert_true(mio_reactor_run_once(r, 10) >= 0);
+    assert_int_equal(t->closes, 1);
+}
+
+/* ---- 64 MiB with a small send buffer, complete and in order ---- */
+
+#define BIG (64u * 1024u * 1024u)
+
+struct reader {
+    int fd;
+    size_t got;
+    bool bad;
+    size_t delay_every; /* sleep 1 ms after this many bytes (0: never) */
+};
+
+static void *reader_main(void *arg)
+{
+    struct reader *rd = arg;
+    unsigned char *buf = malloc(65536);
+    size_t since = 0;
+
+    for (;;) {
+        ssize_t n = recv(rd->fd, buf, rd->delay_every ? 4096 : 65536, 0);
+
+        if (n <= 0)
+            break;
+        if (!pattern_check(buf, rd->got, (size_t)n))
+            rd->bad = true;
+        rd->got += (size_t)n;
+        since += (size_t)n;
+        if (rd->delay_every && since >= rd->delay_every) {
+            since = 0;
+            usleep(1000);
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+static void test_big_write(void **state)
+{
+    struct tconn t = {0};
+    struct reader rd = {0};
+    pthread_t th;
+    int cli, srv, small = 128 * 1024;
+    unsigned char *big = malloc(BIG);
+    size_t off = 0;
+
+    (void)state;
+    assert_non_null(big);
+    pattern_fill(big, 0, BIG);
+    make_pair(&cli, &srv);
+    assert_int_equal(setsockopt(srv, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_int_equal(mio_conn_open(r, srv, &t_ops, &t, &t.c), 0);
+    assert_int_equal(mio_conn_set_watermarks(t.c, 0, SIZE_MAX), 0);
+    /* several writes of odd sizes, then one huge one: order across queue chunks matters */
+    for (size_t step = 1; off + step < BIG / 2; step = step * 3 + 7) {
+        assert_int_equal(mio_conn_write(t.c, big + off, step), 0);
+        off += step;
+    }
+    assert_int_equal(mio_conn_write(t.c, big + off, BIG - off), 0);
+    assert_true(mio_conn_pending(t.c) > 0);
+    rd.fd = cli;
+    assert_int_equal(pthread_create(&th, NULL, reader_main, &rd), 0);
+    mio_conn_close(t.c); /* close after flush */
+    run_until_closed(&t);
+    assert_int_equal(t.reason, 0);
+    pthread_join(th, NULL);
+    assert_false(rd.bad);
+    assert_int_equal(rd.got, BIG);
+    close(cli);
+    free(big);
+}
+
+/* ---- slow reader: high mark trips, low mark resumes, on_drain once per cycle ---- */
+
+struct sender {
+    int fd;
+    size_t total;
+};
+
+static void *sender_main(void *arg)
+{
+    struct sender *s = arg;
+    unsigned char *buf = malloc(65536);
+    size_t off = 0;
+
+    while (off < s->total) {
+        size_t n = s->total - off < 65536 ? s->total - off : 65536;
+        ssize_t k;
+
+        pattern_fill(buf, off, n);
+        k = send(s->fd, buf, n, MSG_NOSIGNAL);
+        if (k <= 0)
+            break;
+        off += (size_t)k;
+    }
+    free(buf);
+    return NULL;
+}
+
+static void test_watermarks(void **state)
+{
+    struct tconn t = {.echo = true, .check_pattern = true};
+    struct reader rd = {.delay_every = 16 * 1024};
+    struct sender sd = {.total = 4u * 1024u * 1024u};
+    pthread_t th_r, th_s;
+    int cli, srv, small = 16 * 1024;
+
+    (void)state;
+    make_pair(&cli, &srv);
+    /* small kernel buffers so the echo queue, not the kernel, absorbs the slow reader */
+    assert_int_equal(setsockopt(srv, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_int_equal(setsockopt(cli, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    assert_int_equal(mio_conn_open(r, srv, &t_ops, &t, &t.c), 0);
+    assert_int_equal(mio_conn_set_watermarks(t.c, 64 * 1024, 32 * 1024), -EINVAL);
+    assert_int_equal(mio_conn_set_watermarks(t.c, 32 * 1024, 128 * 1024), 0);
+    rd.fd = cli;
+    sd.fd = cli;
+    assert_int_equal(pthread_create(&th_r, NULL, reader_main, &rd), 0);
+    assert_int_equal(pthread_create(&th_s, NULL, sender_main, &sd), 0);
+    {
+        unsigned long long until = mio_test_now_ms() + 60000;
+
+        while (t.got < sd.total && mio_test_now_ms() < until)
+            assert_true(mio_reactor_run_once(r, 10) >= 0);
+    }
+    assert_int_equal(t.got, sd.total);
+    assert_false(t.bad_data);
+    /* reading stopped above the high mark: no on_read ever saw more than high pending */
+    assert_true(t.max_pending_at_read <= 128 * 1024);
+    assert_true(t.trips >= 1);
+    mio_conn_close(t.c);
+    run_until_closed(&t);
+    assert_int_equal(t.reason, 0);
+    /* every trip was followed by exactly one drain (the last one may end with the close) */
+    assert_true(t.drains == t.trips || t.drains + 1 == t.trips);
+    pthread_join(th_s, NULL);
+    pthread_join(th_r, NULL);
+    assert_int_equal(rd.got, sd.total);
+    assert_false(rd.bad);
+    close(cli);
+}
+
+/* ---- half-close ---- */
+
+static void test_half_close(void **state)
+{
+    struct tconn t = {0};
+    int cli, srv;
+    char buf[16];
+
+    (void)state;
+    make_pair(&cli, &srv);
+    /* data and FIN before the conn exists: the first event carries both */
+    assert_int_equal(send(cli, "hello", 5, 0), 5);
+    assert_int_equal(shutdown(cli, SHUT_WR), 0);
+    usleep(20000);
+    assert_int_equal(mio_conn_open(r, srv, &t_ops, &t, &t.c), 0);
+    {
+        unsigned long long until = mio_test_now_ms() + 10000;
+
+        while (t.eofs == 0 && mio_test_now_ms() < until)
+            assert_true(mio_reactor_run_once(r, 10) >= 0);
+    }
+    assert_int_equal(t.got, 5);
+    assert_int_equal(t.eofs, 1);
+    run_for(50);
+    assert_int_equal(t.eofs, 1);
+    /* still writable */
+    assert_int_equal(mio_conn_write(t.c, "bye", 3), 0);
+    assert_int_equal(recv(cli, buf, sizeof(buf), 0), 3);
+    assert_memory_equal(buf, "bye", 3);
+    assert_int_equal(mio_conn_shutdown(t.c), 0);
+    assert_int_equal(recv(cli, buf, sizeof(buf), 0), 0);
+    assert_int_equal(mio_conn_write(t.c, "z", 1), -EPIPE);
+    assert_int_equal(t.closes, 0);
+    mio_conn_close(t.c);
+    assert_int_equal(t.closes, 1);
+    assert_int_equal(t.reason, 0);
+    assert_int_equal(t.eofs, 1);
+    close(cli);
+}
+
+/* ---- RST while writing: -ECONNRESET / -EPIPE, no SIGPIPE ---- */
+
+static void rst_close(int fd)
+{
+    struct linger lg = {1, 0};
+
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(fd);
+}
+
+static void test_rst_during_write(void **state)
+{
+    struct tconn t = {0}, u = {0};
+    int cli, srv, small = 4096, err;
+    unsigned char *buf = calloc(1, 8 << 20);
+
+    (void)state;
+    assert_ptr_not_equal(signal(SIGPIPE, SIG_DFL), SIG_ERR);
+    /* queued data, peer resets: the reactor reports it */
+    make_pair(&cli, &srv);
+    assert_int_equal(setsockopt(srv, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_int_equal(mio_conn_open(r, srv, &t_ops, &t, &t.c), 0);
+    assert_int_equal(mio_conn_write(t.c, buf, 8 << 20), 0);
+    assert_true(mio_conn_pending(t.c) > 0);
+    run_for(20);
+    rst_close(cli);
+    run_until_closed(&t);
+    assert_true(t.reason == -ECONNRESET || t.reason == -EPIPE);
+
+    /* nothing queued, peer resets, we write before the reactor notices: the write fails, the
+     * conn closes by itself with the same reason */
+    make_pair(&cli, &srv);
+    assert_int_equal(mio_conn_open(r, srv, &t_ops, &u, &u.c), 0);
+    rst_close(cli);
+    usleep(50000);
+    err = mio_conn_write(u.c, buf, 8 << 20);
+    assert_true(err == -ECONNRESET || err == -EPIPE);
+    assert_int_equal(u.closes, 1);
+    assert_int_equal(u.reason, err);
+    free(buf);
+}
+
+/* ---- idle timeout ---- */
+
+static void test_idle_timeout(void **state)
+{
+    struct tconn busy = {0}, idle = {0};
+    int cb, sb, ci, si;
+    char c;
+
+    (void)state;
+    make_pair(&cb, &sb);
+    make_pair(&ci, &si);
+    assert_int_equal(mio_conn_open(r, sb, &t_ops, &busy, &busy.c), 0);
+    assert_int_equal(mio_conn_open(r, si, &t_ops, &idle, &idle.c), 0);
+    assert_int_equal(mio_conn_set_idle_timeout(busy.c, 300), 0);
+    assert_int_equal(mio_conn_set_idle_timeout(idle.c, 300), 0);
+    for (int i = 0; i < 24; i++) { /* ~1.2 s of traffic every 50 ms */
+        assert_int_equal(send(cb, "k", 1, 0), 1);
+        run_for(50);
+    }
+    assert_int_equal(idle.closes, 1);
+    assert_int_equal(idle.reason, -ETIMEDOUT);
+    assert_int_equal(recv(ci, &c, 1, 0), 0); /* the peer sees the close */
+    assert_int_equal(busy.closes, 0);
+    assert_int_equal(busy.got, 24);
+    /* silence now: the busy one times out too */
+    run_until_closed(&busy);
+    assert_int_equal(busy.reason, -ETIMEDOUT);
+    close(cb);
+    close(ci);
+}
+
+/* ---- close from inside callbacks ---- */
+
+static void test_close_in_callbacks(void **state)
+{
+    struct tconn a = {0}, b = {0}, q = {0};
+    int ca, sa, cb, sb, cq, sq;
+    char buf[64];
+    unsigned char *big = calloc(1, 4 << 20);
+
+    (void)state;
+    make_pair(&ca, &sa);
+    make_pair(&cb, &sb);
+    assert_int_equal(mio_conn_open(r, sa, &t_ops, &a, &a.c), 0);
+    assert_int_equal(mio_conn_open(r, sb, &t_ops, &b, &b.c), 0);
+    /* whichever reads first closes itself and the other; both are readable in one batch */
+    a.close_other = &b;
+    b.close_other = &a;
+    assert_int_equal(send(ca, "aaaa", 4, 0), 4);
+    assert_int_equal(send(cb, "bbbb", 4, 0), 4);
+    usleep(20000);
+    run_for(100);
+    assert_int_equal(a.closes, 1);
+    assert_int_equal(b.closes, 1);
+    assert_int_equal(a.reason, 0);
+    assert_int_equal(b.reason, 0);
+    assert_false(a.reads_after_close);
+    assert_false(b.reads_after_close);
+    assert_int_equal(a.got + b.got, 4);
+    /* the peers see the close (an RST for the one whose bytes were never read) */
+    assert_true(recv(ca, buf, sizeof(buf), 0) <= 0);
+    assert_true(recv(cb, buf, sizeof(buf), 0) <= 0);
+
+    /* close with data queued: flushed first, no on_read meanwhile */
+    make_pair(&cq, &sq);
+    assert_int_equal(mio_conn_open(r, sq, &t_ops, &q, &q.c), 0);
+    assert_int_equal(mio_conn_write(q.c, big, 4 << 20), 0);
+    mio_conn_close(q.c);
+    q.closed_by_user = true;
+    assert_int_equal(q.closes, 0);
+    /* the peer's FIN would be an on_read(len 0): it must not come after close */
+    assert_int_equal(shutdown(cq, SHUT_WR), 0);
+    {
+        unsigned long long until = mio_test_now_ms() + 20000;
+        size_t got = 0;
+        ssize_t n;
+
+        while ((n = recv(cq, big, 65536, MSG_DONTWAIT)) != 0 && mio_test_now_ms() < until) {
+            if (n > 0)
+                got += (size_t)n;
+            else
+                assert_true(mio_reactor_run_once(r, 5) >= 0);
+        }
+        assert_int_equal(n, 0);
+        assert_int_equal(got, 4 << 20);
+    }
+    run_until_closed(&q);
+    assert_int_equal(q.reason, 0);
+    assert_false(q.reads_after_close);
+    assert_int_equal(q.eofs, 0);
+    close(ca);
+    close(cb);
+    close(cq);
+    free(big);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_big_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watermarks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rst_during_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_in_callbacks, setup, teardown),
+    };
+
+    mio_test_watchdog(280);
+    table = malloc(TABLE_LEN);
+    srand(12345);
+    for (size_t i = 0; i < TABLE_LEN; i++)
+        table[i] = (unsigned char)(rand() >> 7);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
