@@ -232,6 +232,28 @@ static void test_stream_pair_and_sigpipe(void **state)
     net_ctx_free(&c);
 }
 
+static void test_stream_shutdown_read_and_both(void **state)
+{
+    struct net_ctx c;
+    int p[2];
+    char buf[8];
+    (void)state;
+    net_ctx_init(&c);
+    assert_int_equal(mio_unix_stream_pair(p), 0);
+    assert_int_equal(mio_registry_register(c.reg, p[0], CLIENT, MIO_READABLE | MIO_WRITABLE), 0);
+    net_wait(&c, CLIENT, EV_W);
+    /* Our own SHUT_RD: read-closed and EOF on Linux. */
+    assert_int_equal(mio_socket_shutdown(p[0], SHUT_RD), 0);
+    net_wait(&c, CLIENT, EV_RC);
+    assert_int_equal(mio_recv(p[0], buf, sizeof buf), 0);
+    /* Both ways: write-closed too; writing now fails with EPIPE, no signal. */
+    assert_int_equal(mio_socket_shutdown(p[0], SHUT_RDWR), 0);
+    net_wait(&c, CLIENT, EV_RC | EV_WC);
+    assert_int_equal(mio_send(p[0], "x", 1), -EPIPE);
+    net_close2(p);
+    net_ctx_free(&c);
+}
+
 static void test_deregister_reregister(void **state)
 {
     struct net_ctx c;
@@ -343,6 +365,7 @@ int main(void)
         NET_TEST(test_connect_errors),
         NET_TEST(test_connect_backlog_full_is_eagain),
         NET_TEST(test_stream_pair_and_sigpipe),
+        NET_TEST(test_stream_shutdown_read_and_both),
         NET_TEST(test_deregister_reregister),
         NET_TEST(test_datagram_bound_and_unbound),
         NET_TEST(test_datagram_pair),
