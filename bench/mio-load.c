@@ -353,6 +353,15 @@ static void count_err(struct lthread *t, enum err_kind k)
     CNT_ADD(t->c.errors[k], 1);
 }
 
+/* Says once per thread and kind which errno was behind an error, for diagnosis. */
+static void count_errno(struct lthread *t, enum err_kind k, int err)
+{
+    if (CNT_GET(t->c.errors[k]) == 0)
+        fprintf(stderr, "mio-load: thread %u: first %s error: %s\n", t->id, err_names[k],
+                mio_strerror(err));
+    count_err(t, k);
+}
+
 static enum err_kind kind_of(int err, bool connecting)
 {
     switch (err) {
@@ -427,7 +436,7 @@ static int start_connect(struct lthread *t, struct lconn *c)
     unsigned gi = t->first + (unsigned)(c - t->conns);
     int fd = open_socket(gi);
     if (fd < 0) {
-        count_err(t, kind_of(fd, true));
+        count_errno(t, kind_of(fd, true), fd);
         c->state = C_DONE;
         c->fd = -1;
         return fd;
@@ -477,7 +486,8 @@ static int send_to_target(struct lthread *t, struct lconn *c)
                 c->write_blocked = true;
                 return 0;
             }
-            conn_fail(t, c, kind_of((int)n, false));
+            count_errno(t, kind_of((int)n, false), (int)n);
+            conn_finish(t, c);
             return -1;
         }
         c->sent += (uint64_t)n;
@@ -626,7 +636,8 @@ static void on_readable(struct lthread *t, struct lconn *c, const mio_event *ev,
             conn_finish(t, c);
             return;
         }
-        conn_fail(t, c, n == 0 ? ERR_EOF : kind_of((int)n, false));
+        count_errno(t, n == 0 ? ERR_EOF : kind_of((int)n, false), n == 0 ? 0 : (int)n);
+        conn_finish(t, c);
         return;
     }
 }
@@ -646,7 +657,8 @@ static void on_event(struct lthread *t, const mio_event *ev, uint64_t now)
         if (err == 0 && mio_event_is_write_closed(ev))
             err = -ECONNREFUSED;
         if (err < 0) {
-            conn_fail(t, c, kind_of(err, true));
+            count_errno(t, kind_of(err, true), err);
+            conn_finish(t, c);
             open_more(t);
             return;
         }
