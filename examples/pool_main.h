@@ -1,0 +1,169 @@
+/* Shared skeleton of the threaded example servers: flags, the pool, and a main thread that waits
+ * on a signalfd (SIGINT/SIGTERM: graceful stop and a one-line summary; SIGUSR1: per-worker
+ * stats). Each program supplies its name, a description and its accept function. */
+#ifndef MIO_EXAMPLES_POOL_MAIN_H
+#define MIO_EXAMPLES_POOL_MAIN_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* getopt_long, signalfd */
+#endif
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include <mio/mio.h>
+
+static void pool_main_usage(FILE *f, const char *prog, const char *what)
+{
+    fprintf(f,
+            "usage: %s [--listen ADDR] [--workers N] [--mode acceptor|reuseport]\n"
+            "          [--balance rr|least] [--help]\n"
+            "%s\n"
+            "  --listen ADDR   address to listen on (default 127.0.0.1:7000; port 0 picks one)\n"
+            "  --workers N     worker threads (default: online CPUs)\n"
+            "  --mode M        acceptor (one accept thread hands off, default) or reuseport\n"
+            "  --balance B     rr (round robin, default) or least (least loaded); acceptor mode\n"
+            "The first line printed is the address listened on. SIGINT/SIGTERM stop gracefully\n"
+            "and print a summary; SIGUSR1 prints per-worker stats.\n",
+            prog, what);
+}
+
+static void pool_main_stats(mio_pool *pool)
+{
+    for (unsigned i = 0; i < mio_pool_workers(pool); i++) {
+        mio_worker_stats st;
+
+        if (mio_pool_stats(pool, i, &st) < 0)
+            continue;
+        printf("worker %u: accepted=%llu active=%llu handed_off=%llu wakes_performed=%llu "
+               "wakes_elided=%llu ring_full=%llu emfile=%llu accept_errors=%llu ring_len=%llu\n",
+               i, (unsigned long long)st.accepted, (unsigned long long)st.active,
+               (unsigned long long)st.handed_off, (unsigned long long)st.wakes_performed,
+               (unsigned long long)st.wakes_elided, (unsigned long long)st.ring_full,
+               (unsigned long long)st.emfile, (unsigned long long)st.accept_errors,
+               (unsigned long long)st.ring_len);
+    }
+    fflush(stdout);
+}
+
+static int pool_main(int argc, char **argv, const char *what, mio_accept_fn fn)
+{
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'}, {"workers", required_argument, NULL, 'w'},
+        {"mode", required_argument, NULL, 'm'},   {"balance", required_argument, NULL, 'b'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    const char *listen = "127.0.0.1:7000";
+    mio_pool_opts opts = {0};
+    mio_pool *pool;
+    mio_addr addr;
+    char text[MIO_ADDR_STRLEN];
+    sigset_t sigs;
+    int opt, err, sfd;
+
+    while ((opt = getopt_long(argc, argv, "l:w:m:b:h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'l':
+            listen = optarg;
+            break;
+        case 'w':
+            opts.workers = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'm':
+            if (strcmp(optarg, "acceptor") == 0)
+                opts.mode = MIO_POOL_ACCEPTOR;
+            else if (strcmp(optarg, "reuseport") == 0)
+                opts.mode = MIO_POOL_REUSEPORT;
+            else
+                goto usage;
+            break;
+        case 'b':
+            if (strcmp(optarg, "rr") == 0)
+                opts.balance = MIO_BALANCE_ROUND_ROBIN;
+            else if (strcmp(optarg, "least") == 0)
+                opts.balance = MIO_BALANCE_LEAST_LOADED;
+            else
+                goto usage;
+            break;
+        case 'h':
+            pool_main_usage(stdout, argv[0], what);
+            return 0;
+        default:
+            goto usage;
+        }
+    }
+    if (optind != argc)
+        goto usage;
+    if (mio_addr_parse(listen, &addr) < 0) {
+        fprintf(stderr, "%s: bad address '%s'\n", argv[0], listen);
+        return 2;
+    }
+    /* Blocked before the pool starts, so its threads inherit the mask and only signalfd sees
+     * them. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+    if (sfd == -1) {
+        perror("signalfd");
+        return 1;
+    }
+    err = mio_pool_new(&opts, &pool);
+    if (err == 0)
+        err = mio_pool_listen(pool, &addr, fn, NULL);
+    if (err >= 0)
+        err = mio_pool_local_addr(pool, 0, &addr);
+    if (err >= 0)
+        err = mio_pool_start(pool);
+    if (err < 0) {
+        fprintf(stderr, "%s: %s: %s\n", argv[0], listen, mio_strerror(err));
+        return 1;
+    }
+    mio_addr_format(&addr, text, sizeof(text));
+    printf("%s\n", text);
+    fflush(stdout);
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(sfd, &si, sizeof(si));
+
+        if (n != (ssize_t)sizeof(si))
+            continue;
+        if (si.ssi_signo == SIGUSR1) {
+            pool_main_stats(pool);
+            continue;
+        }
+        break;
+    }
+    {
+        unsigned long long accepted = 0, emfile = 0, errors = 0;
+
+        mio_pool_stop(pool, 1000);
+        for (unsigned i = 0; i < mio_pool_workers(pool); i++) {
+            mio_worker_stats st;
+
+            if (mio_pool_stats(pool, i, &st) == 0) {
+                accepted += st.accepted;
+                emfile += st.emfile;
+                errors += st.accept_errors;
+            }
+        }
+        printf("stopped: workers=%u accepted=%llu emfile=%llu accept_errors=%llu\n",
+               mio_pool_workers(pool), accepted, emfile, errors);
+        fflush(stdout);
+    }
+    mio_pool_free(pool);
+    close(sfd);
+    return 0;
+
+usage:
+    pool_main_usage(stderr, argv[0], what);
+    return 2;
+}
+
+#endif
