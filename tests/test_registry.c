@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -454,6 +455,79 @@ static void test_registry_thread_safety(void **state)
     ctx_fini(&c);
 }
 
+/* "After deregister returns, no later poll reports that fd's token", with the deregistering thread
+ * racing the polling one: a thread registers a ready eventfd under a fresh token each round, then
+ * deregisters it and publishes the round number. A poll that began after round r was published
+ * must never report a token <= r. */
+#define DEREG_ROUNDS 2000
+
+struct dereg_race {
+    mio_registry *reg;
+    atomic_ulong published; /* last round whose deregister returned */
+    atomic_int failures;
+    atomic_bool stop;
+};
+
+static void *dereg_race_main(void *arg)
+{
+    struct dereg_race *d = arg;
+    int efd = eventfd(1, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd == -1) {
+        atomic_fetch_add(&d->failures, 1);
+        atomic_store(&d->stop, true);
+        return NULL;
+    }
+    for (unsigned long r = 1; r <= DEREG_ROUNDS; r++) {
+        if (mio_registry_register(d->reg, efd, (mio_token)r, MIO_READABLE) != 0)
+            atomic_fetch_add(&d->failures, 1);
+        if (r % 3 == 0) /* give the poll a chance to harvest it first */
+            sched_yield();
+        if (mio_registry_deregister(d->reg, efd) != 0)
+            atomic_fetch_add(&d->failures, 1);
+        atomic_store(&d->published, r);
+    }
+    close(efd);
+    atomic_store(&d->stop, true);
+    return NULL;
+}
+
+static void test_deregister_races_poll(void **state)
+{
+    (void)state;
+    struct ctx c;
+    ctx_init(&c);
+    struct dereg_race d = { .reg = c.reg };
+    atomic_init(&d.published, 0);
+    atomic_init(&d.failures, 0);
+    atomic_init(&d.stop, false);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, dereg_race_main, &d), 0);
+    unsigned long seen = 0, polls = 0;
+    unsigned long long deadline = mio_test_now_ms() + 60000;
+    while (!atomic_load(&d.stop) && mio_test_now_ms() < deadline) {
+        unsigned long before = atomic_load(&d.published);
+        int n = mio_poll_poll(c.poll, c.ev, 1);
+        assert_true(n >= 0);
+        polls++;
+        MIO_EVENTS_FOREACH(const mio_event *e, c.ev)
+        {
+            mio_token t = mio_event_token(e);
+            if (t <= before)
+                fail_msg("token %lu reported by a poll that started after its deregister "
+                         "(round %lu published)",
+                         (unsigned long)t, before);
+            seen++;
+        }
+    }
+    pthread_join(th, NULL);
+    assert_true(atomic_load(&d.stop));
+    assert_int_equal(atomic_load(&d.failures), 0);
+    assert_int_equal(mio_poll_poll(c.poll, c.ev, 0), 0);
+    (void)seen;
+    (void)polls;
+    ctx_fini(&c);
+}
+
 /* ---- try_clone ---- */
 
 static void test_try_clone(void **state)
@@ -734,6 +808,7 @@ int main(void)
         CORE_TEST(test_register_from_other_thread_while_polling),
         CORE_TEST(test_register_through_clone_while_polling),
         CORE_TEST(test_registry_thread_safety),
+        CORE_TEST(test_deregister_races_poll),
         CORE_TEST(test_try_clone),
         CORE_TEST(test_clone_outlives_poll),
         CORE_TEST(test_free_own_registry_ignored),

@@ -256,6 +256,22 @@ static void test_two_wakers_distinct_tokens(void **state)
     ctx_fini(&c);
 }
 
+/* A waker wakes only the poll it is registered with (mio's waker_with_different_poll). */
+static void test_waker_other_poll_unaffected(void **state)
+{
+    (void)state;
+    struct ctx c;
+    ctx_init(&c);
+    mio_poll *other;
+    assert_int_equal(mio_poll_new(&other), 0);
+    assert_int_equal(mio_waker_wake(c.waker), 0);
+    assert_int_equal(mio_poll_poll(other, c.ev, 50), 0);
+    assert_int_equal(mio_poll_poll(c.poll, c.ev, 1000), 1);
+    assert_one_wake_event(c.ev);
+    mio_poll_free(other);
+    ctx_fini(&c);
+}
+
 /* Freeing a waker closes (and so deregisters) its eventfd: a pending wake is never reported. */
 static void test_free_drops_pending_wake(void **state)
 {
@@ -343,6 +359,7 @@ int main(void)
         CORE_TEST(test_wake_from_thread_wakes_infinite_poll),
         CORE_TEST(test_waker_on_cloned_registry),
         CORE_TEST(test_two_wakers_distinct_tokens),
+        CORE_TEST(test_waker_other_poll_unaffected),
         CORE_TEST(test_free_drops_pending_wake),
         CORE_TEST(test_concurrent_wakes),
     };
