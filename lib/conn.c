@@ -54,6 +54,9 @@ struct mio_conn {
     mio_interest interest; /* what is registered now */
 };
 
+/* The per-connection budget (DESIGN.md: < 256 bytes plus buffers, none while idle). */
+_Static_assert(sizeof(struct mio_conn) <= 160, "mio_conn grew past its memory budget");
+
 static inline mio_conn *conn_of(struct mio__list *n)
 {
     return (mio_conn *)(void *)((char *)n - offsetof(mio_conn, node));

@@ -293,6 +293,9 @@ void *mio__pool_worker_main(void *arg)
     mio__pool_thread_running(w->pool, err);
     /* Even after a failed setup the loop runs, so the stop task posted by the owner finds it. */
     (void)mio_reactor_run(w->r);
+    /* A conn opened by a task after the last sweep (or a loop that failed) must not outlive the
+     * pool: close it here, still on this thread and before the owner's join returns. */
+    (void)mio__conn_close_all(w->r, 0);
     mio__free(mio__reactor_arena(w->r), ctxs);
     return NULL;
 }

@@ -20,11 +20,6 @@
 #define TABLE_LEN 1000003u /* prime, so the pattern does not line up with buffer sizes */
 static unsigned char *table;
 
-static unsigned char pattern_at(size_t i)
-{
-    return table[i % TABLE_LEN];
-}
-
 /* Copies pattern bytes [off, off+len) into buf. */
 static void pattern_fill(unsigned char *buf, size_t off, size_t len)
 {
@@ -173,16 +168,6 @@ static int teardown(void **state)
     close(listener_fd);
     assert_int_equal(mio_test_fd_count(), fd_base);
     return 0;
-}
-
-/* Runs the reactor until *flag becomes true or 20 s pass. */
-static void run_until(volatile bool *flag)
-{
-    unsigned long long until = mio_test_now_ms() + 20000;
-
-    while (!*flag && mio_test_now_ms() < until)
-        assert_true(mio_reactor_run_once(r, 10) >= 0);
-    assert_true(*flag);
 }
 
 static void run_for(unsigned ms)

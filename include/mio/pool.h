@@ -1,5 +1,24 @@
 /* Pool: an acceptor thread handing connections to N worker reactors (or N SO_REUSEPORT workers),
- * with balancing, back-pressure, graceful shutdown and per-worker stats. */
+ * with balancing, back-pressure, graceful shutdown and per-worker stats.
+ *
+ * Acceptor mode (default): one thread accepts in batches and pushes {fd, peer} into a per-worker
+ * single-producer ring; a worker is woken at most once per burst and only when it sleeps. When
+ * every ring is full, the listeners are paused (the kernel backlog holds new connections) until
+ * a worker drains. EMFILE/ENFILE: a spare fd is given up to accept and close one pending
+ * connection, then accepting pauses ~100 ms, so the thread never spins.
+ *
+ * Reuseport mode: every worker owns its own SO_REUSEPORT listener and accepts itself; the kernel
+ * spreads connections by hash (the balance option does not apply).
+ * Caveat: the kernel resets (RST) the connections still waiting in a listener's accept queue when
+ * that listener closes; it does not move them to the other listeners of the group unless the
+ * net.ipv4.tcp_migrate_req sysctl (Linux >= 5.14) is 1. mio_pool_stop therefore has each worker
+ * close its listener first, before flushing its connections, so the window in which a client can
+ * still complete a handshake into a closing queue is as short as possible; clients in that window
+ * see a reset instead of a refused connect. In acceptor mode the single listener closes at once
+ * and connections queued on it are reset the same way.
+ *
+ * Threads: mio_pool_new/listen/start/stop/free are for one owner thread (never a pool thread);
+ * mio_pool_stats, mio_pool_workers and mio_pool_worker are for any thread. */
 #ifndef MIO_POOL_H
 #define MIO_POOL_H
 
@@ -57,12 +76,13 @@ MIO_EXTERN int mio_pool_local_addr(const mio_pool *pool, unsigned listener, mio_
 /* Starts the threads and returns once every one runs. Pool threads block SIGINT, SIGTERM and
  * SIGPIPE. Returns 0, -EINVAL (already started, stopped, or no listener), -errno. */
 MIO_EXTERN int mio_pool_start(mio_pool *pool);
-/* Stops accepting and closes the listeners (new connects are refused; in reuseport mode the kernel
- * resets connections still queued on a closing listener, so stop first closes them to new SYNs as
- * quickly as it can), closes fds still queued for hand-off, then flushes and closes every mio_conn
- * open on the workers (on_close runs; reason -ECANCELED if not flushed within drain_ms), joins every
- * thread. Returns as soon as all is flushed or drain_ms passed; no callback runs after it returns.
- * Any thread but a pool thread. Stop before start and a second stop return 0. */
+/* Stops accepting and closes the listeners (new connects are refused; see the reuseport caveat
+ * above), closes fds still queued for hand-off (their accept function never runs), then flushes
+ * and closes every mio_conn open on the workers (on_close runs once each: reason 0 when flushed,
+ * -ECANCELED if not flushed within drain_ms; negative drain_ms counts as 0), stops the workers and
+ * joins every thread. Tasks a worker has not run when it stops are dropped. Returns as soon as all
+ * is flushed or drain_ms passed; no callback runs after it returns. Any thread but a pool thread.
+ * Stop before start and a second stop return 0. */
 MIO_EXTERN int mio_pool_stop(mio_pool *pool, int drain_ms);
 /* Stops (drain 0) if still running, then frees everything; NULL accepted. */
 MIO_EXTERN void mio_pool_free(mio_pool *pool);
