@@ -1,0 +1,320 @@
+/* Fault injection for the tests/test_fault_*.c binaries. They are linked with
+ * -Wl,--wrap=<symbol> for every symbol below, so the library's calls (lib/libmio-internal.la is
+ * linked statically) go through the __wrap_ functions here. A wrapper passes the call through
+ * unless a fault is armed for its symbol: then the `skip`+1-th matching call (and the `count`-1
+ * after it) fails with the armed errno (allocation: returns NULL). `fd` narrows a socket fault to
+ * one descriptor (-1: any), so other connections are untouched.
+ *
+ * The allocation wrappers also keep a live-allocation count (successful allocs - frees), so every
+ * build, not only the ASan one, sees a leak: a scenario must end with the count it started with.
+ * The test's own calls to read/recv/... go through the wrappers too; arm with an fd filter when
+ * that matters. Include this header in exactly one file per binary. Thread-safe (atomics). */
+#ifndef MIO_TESTS_FAULT_H
+#define MIO_TESTS_FAULT_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "internal/mem.h"
+
+enum fault_site {
+    FAULT_ACCEPT4,
+    FAULT_EPOLL_CREATE1,
+    FAULT_EPOLL_CTL,
+    FAULT_EPOLL_WAIT,
+    FAULT_EVENTFD,
+    FAULT_READ,
+    FAULT_WRITE,
+    FAULT_RECV,
+    FAULT_SEND,
+    FAULT_SENDMSG,
+    FAULT_WRITEV,
+    FAULT_ALLOC, /* mio__alloc, mio__calloc and mio__realloc share one counter */
+    FAULT_NSITES
+};
+
+struct fault_plan {
+    atomic_int armed;
+    atomic_long skip;  /* matching calls to let through first */
+    atomic_long count; /* failures left to inject (-1: forever) */
+    atomic_long calls; /* matching calls seen (armed or not) */
+    atomic_long hits;  /* failures injected */
+    int err;
+    int fd;
+};
+
+static struct fault_plan fault_plans[FAULT_NSITES];
+static atomic_long fault_live_allocs;
+
+/* Arms site: let `skip` matching calls pass, then fail `count` (-1: all) with errno `err`. */
+static inline void fault_arm(enum fault_site s, long skip, long count, int err, int fd)
+{
+    struct fault_plan *p = &fault_plans[s];
+
+    atomic_store(&p->armed, 0);
+    p->err = err;
+    p->fd = fd;
+    atomic_store(&p->skip, skip);
+    atomic_store(&p->count, count);
+    atomic_store(&p->hits, 0);
+    atomic_store(&p->armed, 1);
+}
+
+static inline void fault_disarm(enum fault_site s)
+{
+    atomic_store(&fault_plans[s].armed, 0);
+}
+
+static inline void fault_disarm_all(void)
+{
+    for (int s = 0; s < FAULT_NSITES; s++)
+        fault_disarm((enum fault_site)s);
+}
+
+/* Starts counting calls of site s from zero. */
+static inline void fault_count_reset(enum fault_site s)
+{
+    atomic_store(&fault_plans[s].calls, 0);
+}
+
+static inline long fault_calls(enum fault_site s)
+{
+    return atomic_load(&fault_plans[s].calls);
+}
+
+static inline long fault_hits(enum fault_site s)
+{
+    return atomic_load(&fault_plans[s].hits);
+}
+
+static inline long fault_live(void)
+{
+    return atomic_load(&fault_live_allocs);
+}
+
+/* True when this call must fail; sets errno. */
+static bool fault_hit(enum fault_site s, int fd)
+{
+    struct fault_plan *p = &fault_plans[s];
+
+    if (atomic_load(&p->armed) && p->fd >= 0 && fd != p->fd)
+        return false;
+    atomic_fetch_add(&p->calls, 1);
+    if (!atomic_load(&p->armed))
+        return false;
+    if (atomic_load(&p->skip) > 0 && atomic_fetch_sub(&p->skip, 1) > 0)
+        return false;
+    for (;;) {
+        long c = atomic_load(&p->count);
+
+        if (c == 0)
+            return false;
+        if (c < 0 || atomic_compare_exchange_weak(&p->count, &c, c - 1))
+            break;
+    }
+    atomic_fetch_add(&p->hits, 1);
+    errno = p->err;
+    return true;
+}
+
+/* ---- the wrappers ---- */
+
+int __real_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    if (fault_hit(FAULT_ACCEPT4, fd))
+        return -1;
+    return __real_accept4(fd, addr, len, flags);
+}
+
+int __real_epoll_create1(int flags);
+int __wrap_epoll_create1(int flags);
+int __wrap_epoll_create1(int flags)
+{
+    if (fault_hit(FAULT_EPOLL_CREATE1, -1))
+        return -1;
+    return __real_epoll_create1(flags);
+}
+
+int __real_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+int __wrap_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+int __wrap_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    if (fault_hit(FAULT_EPOLL_CTL, fd))
+        return -1;
+    return __real_epoll_ctl(epfd, op, fd, ev);
+}
+
+int __real_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout);
+int __wrap_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout);
+int __wrap_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
+{
+    if (fault_hit(FAULT_EPOLL_WAIT, epfd))
+        return -1;
+    return __real_epoll_wait(epfd, evs, max, timeout);
+}
+
+int __real_eventfd(unsigned int initval, int flags);
+int __wrap_eventfd(unsigned int initval, int flags);
+int __wrap_eventfd(unsigned int initval, int flags)
+{
+    if (fault_hit(FAULT_EVENTFD, -1))
+        return -1;
+    return __real_eventfd(initval, flags);
+}
+
+ssize_t __real_read(int fd, void *buf, size_t len);
+ssize_t __wrap_read(int fd, void *buf, size_t len);
+ssize_t __wrap_read(int fd, void *buf, size_t len)
+{
+    if (fault_hit(FAULT_READ, fd))
+        return -1;
+    return __real_read(fd, buf, len);
+}
+
+ssize_t __real_write(int fd, const void *buf, size_t len);
+ssize_t __wrap_write(int fd, const void *buf, size_t len);
+ssize_t __wrap_write(int fd, const void *buf, size_t len)
+{
+    if (fault_hit(FAULT_WRITE, fd))
+        return -1;
+    return __real_write(fd, buf, len);
+}
+
+ssize_t __real_recv(int fd, void *buf, size_t len, int flags);
+ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags);
+ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
+{
+    if (fault_hit(FAULT_RECV, fd))
+        return -1;
+    return __real_recv(fd, buf, len, flags);
+}
+
+ssize_t __real_send(int fd, const void *buf, size_t len, int flags);
+ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags);
+ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags)
+{
+    if (fault_hit(FAULT_SEND, fd))
+        return -1;
+    return __real_send(fd, buf, len, flags);
+}
+
+ssize_t __real_sendmsg(int fd, const struct msghdr *msg, int flags);
+ssize_t __wrap_sendmsg(int fd, const struct msghdr *msg, int flags);
+ssize_t __wrap_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    if (fault_hit(FAULT_SENDMSG, fd))
+        return -1;
+    return __real_sendmsg(fd, msg, flags);
+}
+
+ssize_t __real_writev(int fd, const struct iovec *iov, int iovcnt);
+ssize_t __wrap_writev(int fd, const struct iovec *iov, int iovcnt);
+ssize_t __wrap_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (fault_hit(FAULT_WRITEV, fd))
+        return -1;
+    return __real_writev(fd, iov, iovcnt);
+}
+
+void *__real_mio__alloc(mio__arena arena, size_t size);
+void *__real_mio__calloc(mio__arena arena, size_t n, size_t size);
+void *__real_mio__realloc(mio__arena arena, void *p, size_t size);
+void __real_mio__free(mio__arena arena, void *p);
+void *__wrap_mio__alloc(mio__arena arena, size_t size);
+void *__wrap_mio__calloc(mio__arena arena, size_t n, size_t size);
+void *__wrap_mio__realloc(mio__arena arena, void *p, size_t size);
+void __wrap_mio__free(mio__arena arena, void *p);
+
+void *__wrap_mio__alloc(mio__arena arena, size_t size)
+{
+    void *p;
+
+    if (fault_hit(FAULT_ALLOC, -1))
+        return NULL;
+    p = __real_mio__alloc(arena, size);
+    if (p != NULL)
+        atomic_fetch_add(&fault_live_allocs, 1);
+    return p;
+}
+
+void *__wrap_mio__calloc(mio__arena arena, size_t n, size_t size)
+{
+    void *p;
+
+    if (fault_hit(FAULT_ALLOC, -1))
+        return NULL;
+    p = __real_mio__calloc(arena, n, size);
+    if (p != NULL)
+        atomic_fetch_add(&fault_live_allocs, 1);
+    return p;
+}
+
+void *__wrap_mio__realloc(mio__arena arena, void *old, size_t size)
+{
+    void *p;
+
+    if (fault_hit(FAULT_ALLOC, -1))
+        return NULL;
+    p = __real_mio__realloc(arena, old, size);
+    if (p != NULL && old == NULL)
+        atomic_fetch_add(&fault_live_allocs, 1);
+    return p;
+}
+
+void __wrap_mio__free(mio__arena arena, void *p)
+{
+    if (p != NULL)
+        atomic_fetch_sub(&fault_live_allocs, 1);
+    __real_mio__free(arena, p);
+}
+
+/* ---- allocation sweep (include <cmocka.h> and "helpers.h" before this header) ---- */
+
+/* Runs scenario() once clean to count the allocations N it makes, then N more times failing the
+ * k-th allocation (k = 1..N). Each run must return 0 (clean) or exactly -ENOMEM (failed), leave
+ * the fd count and the live-allocation count where they were, and have consumed the fault.
+ * Returns N. A scenario that absorbs the failure (retries, or degrades and still succeeds) may
+ * return 0 when `absorb_ok`. */
+static long fault_alloc_sweep(int (*scenario)(void), bool absorb_ok)
+{
+    int fds = mio_test_fd_count();
+    long live = fault_live(), n;
+
+    fault_disarm_all();
+    fault_count_reset(FAULT_ALLOC);
+    assert_int_equal(scenario(), 0);
+    n = fault_calls(FAULT_ALLOC);
+    assert_true(n > 0);
+    assert_int_equal(fault_live(), live);
+    assert_int_equal(mio_test_fd_count(), fds);
+    for (long k = 0; k < n; k++) {
+        int rc;
+
+        fault_arm(FAULT_ALLOC, k, 1, ENOMEM, -1);
+        rc = scenario();
+        fault_disarm(FAULT_ALLOC);
+        if (!(rc == -ENOMEM || (absorb_ok && rc == 0)))
+            fail_msg("allocation %ld of %ld failed: scenario returned %d (%s), want -ENOMEM", k + 1,
+                     n, rc, mio_strerror(rc));
+        if (fault_hits(FAULT_ALLOC) != 1)
+            fail_msg("allocation %ld of %ld: fault not reached (path changed between runs)", k + 1,
+                     n);
+        if (fault_live() != live)
+            fail_msg("allocation %ld of %ld failed: %ld allocations leaked", k + 1, n,
+                     fault_live() - live);
+        if (mio_test_fd_count() != fds)
+            fail_msg("allocation %ld of %ld failed: fd count %d, want %d", k + 1, n,
+                     mio_test_fd_count(), fds);
+    }
+    return n;
+}
+
+#endif
