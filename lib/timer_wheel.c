@@ -379,10 +379,9 @@ void mio__wheel_fired(struct mio__wheel *w, struct mio__timer *t)
         node_put(w, t);
         return;
     }
-    /* Keep the cadence when on time; when late, the next period starts now. */
-    t->deadline = sat_add(t->deadline, t->repeat);
-    if (t->deadline <= w->now)
-        t->deadline = sat_add(w->now, t->repeat);
+    /* As libuv does: the next period starts when this one fired, so two runs of a repeating
+     * timer are never closer than `repeat` (at the price of drift when the reactor is late). */
+    t->deadline = sat_add(w->now, t->repeat);
     t->seq = w->seq++;
     t->state = MIO__TIMER_PENDING;
     file_timer(w, t);

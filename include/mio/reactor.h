@@ -93,10 +93,11 @@ MIO_EXTERN int mio_reactor_stop(mio_reactor *r);
  * visible to fn. A task posted from a task runs in the next iteration. */
 MIO_EXTERN int mio_reactor_post(mio_reactor *r, mio_task_fn fn, void *arg);
 /* Starts a timer due after_ms from mio_reactor_now_ms (0: at the next timer run, never inside
- * this call), repeating every repeat_ms when repeat_ms > 0. Never fires before its deadline in
- * reactor time; due timers fire in deadline order, equal deadlines in start order; after_ms near
- * UINT64_MAX saturates (never fires). O(1); timer nodes come from a per-reactor pool. Returns 0
- * and *out (may be NULL; ids are never 0), -EINVAL (NULL fn), -ENOMEM. Safe in any callback. */
+ * this call), repeating when repeat_ms > 0 (each period counts from the run that fired it, so two
+ * runs are never closer than repeat_ms). Never fires before its deadline in reactor time; due
+ * timers fire in deadline order, equal deadlines in start order; after_ms near UINT64_MAX
+ * saturates (never fires). O(1); timer nodes come from a per-reactor pool. Returns 0 and *out
+ * (may be NULL; ids are never 0), -EINVAL (NULL fn), -ENOMEM. Safe in any callback. */
 MIO_EXTERN int mio_reactor_timer_start(mio_reactor *r, uint64_t after_ms, uint64_t repeat_ms,
                                        mio_timer_fn fn, void *arg, mio_timer_id *out);
 /* Cancels a timer in O(1). Returns 0, or -ENOENT once it fired (one-shot) or was cancelled. A

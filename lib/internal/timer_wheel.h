@@ -82,7 +82,8 @@ void mio__wheel_advance(struct mio__wheel *w, uint64_t now);
 /* Takes the next collected timer and marks it FIRING, or NULL. The owner calls its callback and
  * then mio__wheel_fired. */
 struct mio__timer *mio__wheel_pop(struct mio__wheel *w);
-/* After the callback: frees a one-shot or cancelled timer, re-arms a repeating one. */
+/* After the callback: frees a one-shot or cancelled timer, re-arms a repeating one for the
+ * wheel's time + repeat. */
 void mio__wheel_fired(struct mio__wheel *w, struct mio__timer *t);
 /* The id of a node. */
 static inline uint64_t mio__wheel_id(const struct mio__timer *t)
