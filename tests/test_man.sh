@@ -10,12 +10,13 @@ so="$builddir/lib/.libs/libmio.so"
 
 command -v groff >/dev/null 2>&1 || { echo "groff not found: cannot render the pages"; exit 77; }
 [ -d "$man" ] || { echo "no $man"; exit 1; }
+man=$(cd "$man" && pwd) # absolute: pages are rendered from another directory
 
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 # man(1) resolves ".so man3/x.3" from the root of the man tree; build such a root.
-ln -s "$(cd "$man" && pwd)" "$tmp/man3"
-ln -s "$(cd "$man" && pwd)" "$tmp/man7"
+ln -s "$man" "$tmp/man3"
+ln -s "$man" "$tmp/man7"
 
 rc=0
 fail() { echo "FAIL: $*"; rc=1; }
