@@ -99,8 +99,10 @@ int mio_pool_new(const mio_pool_opts *opts, mio_pool **out)
         w->index = i;
         w->spare_fd = -1;
         w->slots = mio__calloc(0, o.ring_size, sizeof(*w->slots));
-        if (w->slots == NULL)
+        if (w->slots == NULL) {
+            err = -ENOMEM; /* err is 0 here after an earlier worker's mio_reactor_new */
             goto err_workers;
+        }
         ck_ring_init(&w->ring, o.ring_size);
 #ifdef MIO_POOL_TSAN
         pthread_mutex_init(&w->ring_mu, NULL);
