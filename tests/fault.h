@@ -51,6 +51,7 @@ struct fault_plan {
 
 static struct fault_plan fault_plans[FAULT_NSITES];
 static atomic_long fault_live_allocs;
+static atomic_long fault_epoll_wait_returns; /* epoll_wait calls that returned (entries: calls) */
 
 /* Arms site: let `skip` matching calls pass, then fail `count` (-1: all) with errno `err`. */
 static inline void fault_arm(enum fault_site s, long skip, long count, int err, int fd)
@@ -156,9 +157,15 @@ int __real_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout);
 int __wrap_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout);
 int __wrap_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
 {
-    if (fault_hit(FAULT_EPOLL_WAIT, epfd))
+    int n;
+
+    if (fault_hit(FAULT_EPOLL_WAIT, epfd)) {
+        atomic_fetch_add(&fault_epoll_wait_returns, 1);
         return -1;
-    return __real_epoll_wait(epfd, evs, max, timeout);
+    }
+    n = __real_epoll_wait(epfd, evs, max, timeout);
+    atomic_fetch_add(&fault_epoll_wait_returns, 1);
+    return n;
 }
 
 int __real_eventfd(unsigned int initval, int flags);

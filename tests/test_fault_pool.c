@@ -1,0 +1,271 @@
+/* Fault injection into the pool: accept4 errors in both modes are counted and the pool keeps
+ * serving (ECONNABORTED/EPROTO/EPERM skipped, EMFILE/ENFILE shed one connection with the spare
+ * fd and pause, ENOBUFS/ENOMEM pause, EINTR retried); allocation failure at every site of a
+ * pool's life (new, listen, start, threads, conns on the workers) ends in a clean -ENOMEM or a
+ * refused connection, never a leak or a hang. Real threads, loopback TCP clients. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <mio/mio.h>
+
+#include "helpers.h"
+#include "fault.h"
+
+static int fd_base;
+static long live_base;
+static atomic_int open_enomem; /* mio_conn_open failed with -ENOMEM in the accept callback */
+static atomic_int open_other;  /* ... with anything else */
+
+static void e_on_read(mio_conn *c, const void *data, size_t len, void *arg)
+{
+    (void)arg;
+    if (len == 0)
+        mio_conn_close(c);
+    else
+        (void)mio_conn_write(c, data, len);
+}
+
+static void e_on_close(mio_conn *c, int reason, void *arg)
+{
+    (void)c, (void)reason, (void)arg;
+}
+
+static const mio_conn_ops e_ops = {e_on_read, e_on_close, NULL};
+
+static void on_accept(mio_reactor *w, int fd, const mio_addr *peer, void *arg)
+{
+    int rc = mio_conn_open(w, fd, &e_ops, NULL, NULL);
+
+    (void)peer, (void)arg;
+    if (rc < 0) {
+        close(fd);
+        atomic_fetch_add(rc == -ENOMEM ? &open_enomem : &open_other, 1);
+    }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    fault_disarm_all();
+    fd_base = mio_test_fd_count();
+    live_base = fault_live();
+    atomic_store(&open_enomem, 0);
+    atomic_store(&open_other, 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fault_disarm_all();
+    assert_int_equal(mio_test_fd_count(), fd_base);
+    assert_int_equal(fault_live(), live_base);
+    return 0;
+}
+
+/* One client: connect, send n bytes, read them back. Returns 0 (echoed), -ECONNRESET/-EPIPE
+ * (the server closed it: shed or refused), or -ETIMEDOUT. Blocking with a 20 s timeout. */
+static int client_echo(const mio_addr *a, size_t n, unsigned seed)
+{
+    struct timeval tv = {.tv_sec = 20};
+    unsigned char out[4096], in[4096];
+    size_t got = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc = 0;
+
+    assert_true(fd >= 0 && n <= sizeof out);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, &a->u.sa, a->len) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = (unsigned char)(seed * 31 + i);
+    if (send(fd, out, n, MSG_NOSIGNAL) != (ssize_t)n) {
+        rc = -EPIPE;
+        goto out;
+    }
+    while (got < n) {
+        ssize_t k = recv(fd, in + got, n - got, 0);
+
+        if (k == 0) {
+            rc = -ECONNRESET;
+            goto out;
+        }
+        if (k < 0) {
+            rc = errno == EAGAIN ? -ETIMEDOUT : -errno;
+            goto out;
+        }
+        got += (size_t)k;
+    }
+    rc = memcmp(in, out, n) == 0 ? 0 : -EPROTO;
+out:
+    close(fd);
+    return rc;
+}
+
+static void start_pool(int mode, mio_pool **out, mio_addr *a)
+{
+    mio_pool_opts o = {.workers = 2, .mode = mode};
+
+    assert_int_equal(mio_pool_new(&o, out), 0);
+    assert_int_equal(mio_addr_parse("127.0.0.1:0", a), 0);
+    assert_int_equal(mio_pool_listen(*out, a, on_accept, NULL), 0);
+    assert_int_equal(mio_pool_local_addr(*out, 0, a), 0);
+    assert_int_equal(mio_pool_start(*out), 0);
+}
+
+static void sum_stats(mio_pool *p, mio_worker_stats *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    for (unsigned i = 0; i < mio_pool_workers(p); i++) {
+        mio_worker_stats st;
+
+        assert_int_equal(mio_pool_stats(p, i, &st), 0);
+        sum->accept_errors += st.accept_errors;
+        sum->emfile += st.emfile;
+        sum->accepted += st.accepted;
+    }
+}
+
+static void accept_errors(int mode)
+{
+    static const int skipped[] = {ECONNABORTED, EPROTO, EPERM};
+    static const int shed[] = {EMFILE, ENFILE};
+    static const int paused[] = {ENOBUFS, ENOMEM};
+    mio_worker_stats st;
+    mio_pool *p;
+    mio_addr a;
+    uint64_t errs = 0;
+
+    start_pool(mode, &p, &a);
+    assert_int_equal(client_echo(&a, 100, 1), 0);
+    for (size_t i = 0; i < sizeof skipped / sizeof skipped[0]; i++) {
+        /* only the pool calls accept4 in this process */
+        fault_arm(FAULT_ACCEPT4, 0, 1, skipped[i], -1);
+        assert_int_equal(client_echo(&a, 100, 2), 0);
+        assert_int_equal(fault_hits(FAULT_ACCEPT4), 1);
+        sum_stats(p, &st);
+        assert_int_equal(st.accept_errors, ++errs);
+    }
+    for (size_t i = 0; i < sizeof paused / sizeof paused[0]; i++) {
+        /* backs off for a moment, then the same connection is served */
+        fault_arm(FAULT_ACCEPT4, 0, 1, paused[i], -1);
+        assert_int_equal(client_echo(&a, 100, 3), 0);
+        sum_stats(p, &st);
+        assert_int_equal(st.accept_errors, ++errs);
+    }
+    for (size_t i = 0; i < sizeof shed / sizeof shed[0]; i++) {
+        /* the pending connection is accepted on the spare fd and closed: the client sees it
+         * closed, not hanging; the next one is served */
+        fault_arm(FAULT_ACCEPT4, 0, 1, shed[i], -1);
+        assert_int_not_equal(client_echo(&a, 100, 4), -ETIMEDOUT);
+        assert_int_equal(fault_hits(FAULT_ACCEPT4), 1);
+        sum_stats(p, &st);
+        assert_int_equal(st.emfile, i + 1);
+        assert_int_equal(client_echo(&a, 100, 5), 0);
+    }
+    fault_arm(FAULT_ACCEPT4, 0, 3, EINTR, -1);
+    assert_int_equal(client_echo(&a, 100, 6), 0);
+    assert_int_equal(fault_hits(FAULT_ACCEPT4), 3);
+    sum_stats(p, &st);
+    assert_int_equal(st.accept_errors, errs); /* EINTR is not an error */
+    fault_disarm_all();
+    assert_int_equal(mio_pool_stop(p, 1000), 0);
+    mio_pool_free(p);
+}
+
+static void test_accept_errors_acceptor(void **state)
+{
+    (void)state;
+    accept_errors(MIO_POOL_ACCEPTOR);
+}
+
+static void test_accept_errors_reuseport(void **state)
+{
+    (void)state;
+    accept_errors(MIO_POOL_REUSEPORT);
+}
+
+/* ---- allocation failure at every site ---- */
+
+static int sweep_mode;
+
+static int pool_scenario(void)
+{
+    mio_pool_opts o = {.workers = 2, .mode = sweep_mode};
+    mio_pool *p = NULL;
+    mio_addr a;
+    int rc, echo_fail = 0;
+
+    atomic_store(&open_enomem, 0);
+    atomic_store(&open_other, 0);
+    rc = mio_pool_new(&o, &p);
+    if (rc < 0)
+        return rc;
+    assert_int_equal(mio_addr_parse("127.0.0.1:0", &a), 0);
+    rc = mio_pool_listen(p, &a, on_accept, NULL);
+    if (rc < 0)
+        goto out;
+    assert_int_equal(mio_pool_local_addr(p, 0, &a), 0);
+    rc = mio_pool_start(p);
+    if (rc < 0)
+        goto out;
+    for (unsigned i = 0; i < 4; i++) {
+        int e = client_echo(&a, 512, i);
+
+        if (e == -ETIMEDOUT || e == -EPROTO)
+            rc = e;
+        else if (e < 0)
+            echo_fail++;
+    }
+    rc = rc < 0 ? rc : mio_pool_stop(p, 2000);
+out:
+    mio_pool_free(p);
+    if (rc < 0)
+        return rc;
+    /* a connection refused by the server is explained by a failed conn open, and vice versa */
+    if (atomic_load(&open_other) != 0 || atomic_load(&open_enomem) != echo_fail)
+        return -EPROTO;
+    return echo_fail > 0 ? -ENOMEM : 0;
+}
+
+static void test_alloc_every_site_acceptor(void **state)
+{
+    long n;
+
+    (void)state;
+    sweep_mode = MIO_POOL_ACCEPTOR;
+    n = fault_alloc_sweep(pool_scenario, false);
+    print_message("pool (acceptor): %ld allocation sites failed in turn\n", n);
+}
+
+static void test_alloc_every_site_reuseport(void **state)
+{
+    long n;
+
+    (void)state;
+    sweep_mode = MIO_POOL_REUSEPORT;
+    n = fault_alloc_sweep(pool_scenario, false);
+    print_message("pool (reuseport): %ld allocation sites failed in turn\n", n);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_accept_errors_acceptor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept_errors_reuseport, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_every_site_acceptor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_every_site_reuseport, setup, teardown),
+    };
+
+    mio_test_watchdog(280);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
