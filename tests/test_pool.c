@@ -361,6 +361,25 @@ static void test_echo_reuseport_4(void **state)
     echo_run(4, MIO_POOL_REUSEPORT, MIO_BALANCE_ROUND_ROBIN);
 }
 
+/* ---- CPU pinning: threads still serve ---- */
+
+static void test_pin_cpus(void **state)
+{
+    int base = mio_test_fd_count();
+    mio_pool_opts o = {.pin_cpus = true};
+    mio_addr a;
+    mio_pool *pool;
+
+    (void)state;
+    reset_server();
+    pool = start_pool(3, MIO_POOL_ACCEPTOR, MIO_BALANCE_ROUND_ROBIN, echo_accept, &a, &o);
+    assert_int_equal(run_echo_clients(&a, 30, 4096, 20000), 30);
+    wait_for(&n_closed, 30, 10000);
+    assert_int_equal(mio_pool_stop(pool, 0), 0);
+    mio_pool_free(pool);
+    assert_int_equal(mio_test_fd_count(), base);
+}
+
 /* ---- balance ---- */
 
 static void rst_close(int fd)
@@ -754,6 +773,7 @@ int main(void)
         cmocka_unit_test(test_echo_acceptor_least_4),
         cmocka_unit_test(test_echo_reuseport_2),
         cmocka_unit_test(test_echo_reuseport_4),
+        cmocka_unit_test(test_pin_cpus),
         cmocka_unit_test(test_rr_spread),
         cmocka_unit_test(test_least_loaded),
         cmocka_unit_test(test_ring_full),
