@@ -19,6 +19,7 @@
 #include <mio/net.h>
 #include "internal/conn_queue.h"
 #include "internal/reactor_int.h"
+#include "internal/conn_hint.h"
 
 #ifndef IOV_MAX
 #define IOV_MAX 1024
@@ -275,6 +276,8 @@ static int conn_arm_timer(mio_conn *c, uint64_t after_ms)
     return 0;
 }
 
+_Thread_local int mio__known_nonblocking_fd = -1;
+
 int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mio_conn **out)
 {
     mio__arena arena;
@@ -283,11 +286,13 @@ int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mi
 
     if (r == NULL || fd < 0 || ops == NULL || ops->on_read == NULL)
         return -EINVAL;
-    fl = fcntl(fd, F_GETFL);
-    if (fl == -1)
-        return -errno;
-    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
-        return -errno;
+    if (fd != mio__known_nonblocking_fd) {
+        fl = fcntl(fd, F_GETFL);
+        if (fl == -1)
+            return -errno;
+        if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
+            return -errno;
+    }
     arena = mio__reactor_arena(r);
     c = mio__calloc(arena, 1, sizeof(*c));
     if (c == NULL)

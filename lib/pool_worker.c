@@ -11,6 +11,7 @@
 #include <mio/net.h>
 #include "internal/pool_int.h"
 #include "internal/reactor_int.h"
+#include "internal/conn_hint.h"
 
 #define STOP_TICK_MS 2
 #define EMFILE_PAUSE_MS 100
@@ -96,7 +97,9 @@ static void worker_drain(mio_reactor *r, void *arg)
             continue;
         }
         mio__count(&w->st.accepted, 1);
+        mio__known_nonblocking_fd = h.fd;
         pool->listeners[h.listener].fn(r, h.fd, &h.peer, pool->listeners[h.listener].arg);
+        mio__known_nonblocking_fd = -1;
     }
     /* Pairs with the acceptor's fence after it sets full_paused: either it sees the room we made,
      * or we see full_paused and wake it (once, thanks to rearm_requested). */
@@ -158,7 +161,9 @@ static void worker_accept_burst(struct mio__pool_worker *w, unsigned l)
         mio__count(&w->st.accept_calls, 1);
         if (fd >= 0) {
             mio__count(&w->st.accepted, 1);
+            mio__known_nonblocking_fd = fd;
             ls->fn(w->r, fd, &peer, ls->arg);
+            mio__known_nonblocking_fd = -1;
             continue;
         }
         switch (fd) {
