@@ -3,28 +3,23 @@
 #include <sched.h>
 
 #include "internal/post_queue.h"
+#include "internal/pr.h"
 
-CK_RING_PROTOTYPE(mio__task, mio__task)
+/* A ring entry. The producer writes it in place (reserve / write / commit) through ck_pr stores,
+ * so the function pointer travels as an integer. */
+struct mio__ring_task {
+    uint64_t fn;
+    void *arg;
+};
+_Static_assert(sizeof(uintptr_t) <= sizeof(uint64_t), "function pointers fit in 64 bits");
+
+CK_RING_PROTOTYPE(mio__ring_task, mio__ring_task)
 
 /* ThreadSanitizer cannot see ck's ordering (volatile accesses and standalone fences), so it would
  * not know that whatever a producer wrote before posting is visible to the task. The annotations
  * state exactly the order the ring provides: a push releases, the pop that returns it acquires. */
-#if defined(__SANITIZE_THREAD__)
-#define MIO_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MIO_TSAN 1
-#endif
-#endif
-#ifdef MIO_TSAN
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define TSAN_RELEASE(p) __tsan_release(p)
-#define TSAN_ACQUIRE(p) __tsan_acquire(p)
-#else
-#define TSAN_RELEASE(p) ((void)(p))
-#define TSAN_ACQUIRE(p) ((void)(p))
-#endif
+#define TSAN_RELEASE(p) MIO_TSAN_RELEASE(p)
+#define TSAN_ACQUIRE(p) MIO_TSAN_ACQUIRE(p)
 
 int mio__post_queue_init(struct mio__post_queue *q, mio__arena arena, unsigned capacity)
 {
@@ -34,7 +29,7 @@ int mio__post_queue_init(struct mio__post_queue *q, mio__arena arena, unsigned c
         return -EINVAL;
     while (slots - 1 < capacity)
         slots <<= 1;
-    q->buf = mio__calloc(arena, slots, sizeof *q->buf);
+    q->buf = mio__calloc(arena, slots, sizeof(struct mio__ring_task));
     if (q->buf == NULL)
         return -ENOMEM;
     ck_ring_init(&q->ring, slots);
@@ -49,15 +44,16 @@ void mio__post_queue_destroy(struct mio__post_queue *q, mio__arena arena)
 
 int mio__post_queue_push(struct mio__post_queue *q, mio_task_fn fn, void *arg)
 {
-    struct mio__task *slot;
+    struct mio__ring_task *slot;
     unsigned ticket, spins = 0;
 
     TSAN_RELEASE(q);
-    slot = ck_ring_enqueue_reserve_mpsc_mio__task(&q->ring, q->buf, &ticket);
+    slot = ck_ring_enqueue_reserve_mpsc_mio__ring_task(&q->ring, q->buf, &ticket);
     if (slot == NULL)
         return -EAGAIN;
-    slot->fn = fn;
-    slot->arg = arg;
+    /* ck_pr stores: the consumer reads the entry once the commit below publishes it. */
+    ck_pr_store_64(&slot->fn, (uint64_t)(uintptr_t)fn);
+    ck_pr_store_ptr(&slot->arg, arg);
     /* ck commits reservations in ticket order and spins without yielding while an earlier
      * producer has not committed yet. With more producers than CPUs, that earlier producer may
      * be preempted and the spinners then burn whole time slices (a convoy that slowed a
@@ -75,9 +71,13 @@ int mio__post_queue_push(struct mio__post_queue *q, mio_task_fn fn, void *arg)
 
 bool mio__post_queue_pop(struct mio__post_queue *q, struct mio__task *out)
 {
-    if (!ck_ring_dequeue_mpsc_mio__task(&q->ring, q->buf, out))
+    struct mio__ring_task e;
+
+    if (!ck_ring_dequeue_mpsc_mio__ring_task(&q->ring, q->buf, &e))
         return false;
     TSAN_ACQUIRE(q);
+    out->fn = (mio_task_fn)(uintptr_t)e.fn;
+    out->arg = e.arg;
     return true;
 }
 

@@ -18,11 +18,11 @@
 #include <string.h>
 #include <time.h>
 
-#include <ck_pr.h>
 #include <mio/poll.h>
 #include <mio/waker.h>
 
 #include "internal/post_queue.h"
+#include "internal/pr.h"
 #include "internal/reactor_int.h"
 #include "internal/slab.h"
 #include "internal/timer_wheel.h"
@@ -55,14 +55,14 @@ struct mio_reactor {
     struct mio__post_queue tasks; /* ck_ring pads its own producer/consumer lines */
     char pad0[PAD];
 
-    /* Written by other threads (ck_pr): the sleep state is CASed by producers, read on every post. */
+    /* Written by other threads (internal/pr.h): the sleep state is CASed by producers, read on every post. */
     unsigned state;
     unsigned stop;
     char pad1[PAD];
-    uint64_t wakes_performed, wakes_elided; /* ck_pr_inc_64 by producers */
+    uint64_t wakes_performed, wakes_elided; /* atomic adds by producers */
     char pad2[PAD];
 
-    /* Written by the reactor's thread only (ck_pr_store_64), read from any thread. */
+    /* Written by the reactor's thread only (single stores), read from any thread. */
     struct mio_reactor_stats st;
     uint64_t conn_count;
     char pad3[PAD];
@@ -73,12 +73,12 @@ struct mio_reactor {
 /* A counter only the reactor writes: a plain read-modify-write published with a single store. */
 static inline void ctr_add(uint64_t *c, uint64_t n)
 {
-    ck_pr_store_64(c, ck_pr_load_64(c) + n);
+    mio__pr_store_64(c, mio__pr_load_64(c) + n);
 }
 
 static inline void ctr_set(uint64_t *c, uint64_t v)
 {
-    ck_pr_store_64(c, v);
+    mio__pr_store_64(c, v);
 }
 
 static inline uint64_t sat_add(uint64_t a, uint64_t b)
@@ -272,14 +272,14 @@ bool mio__reactor_wake(mio_reactor *r)
 {
     /* Orders the caller's publication before the state load (the producer half of the Dekker
      * handshake described at the top of this file). */
-    ck_pr_fence_memory();
-    if (ck_pr_load_uint(&r->state) == STATE_SLEEPING &&
-        ck_pr_cas_uint(&r->state, STATE_SLEEPING, STATE_WOKEN)) {
+    mio__pr_fence_memory();
+    if (mio__pr_load_uint(&r->state) == STATE_SLEEPING &&
+        mio__pr_cas_uint(&r->state, STATE_SLEEPING, STATE_WOKEN)) {
         (void)mio_waker_wake(r->waker);
-        ck_pr_inc_64(&r->wakes_performed);
+        mio__pr_add_64(&r->wakes_performed, 1);
         return true;
     }
-    ck_pr_inc_64(&r->wakes_elided);
+    mio__pr_add_64(&r->wakes_elided, 1);
     return false;
 }
 
@@ -300,7 +300,7 @@ int mio_reactor_stop(mio_reactor *r)
 {
     if (r == NULL)
         return -EINVAL;
-    ck_pr_store_uint(&r->stop, 1);
+    mio__pr_store_uint(&r->stop, 1);
     (void)mio__reactor_wake(r);
     return 0;
 }
@@ -408,11 +408,11 @@ static int iterate(mio_reactor *r, int timeout_ms)
     uint64_t stale = 0;
 
     if (timeout != 0) {
-        ck_pr_store_uint(&r->state, STATE_SLEEPING);
-        ck_pr_fence_memory();
+        mio__pr_store_uint(&r->state, STATE_SLEEPING);
+        mio__pr_fence_memory();
         published = true;
         ctr_add(&r->st.sleeps, 1);
-        if (mio__post_queue_len(&r->tasks) != 0 || ck_pr_load_uint(&r->stop) != 0)
+        if (mio__post_queue_len(&r->tasks) != 0 || mio__pr_load_uint(&r->stop) != 0)
             timeout = 0;
     }
     /* Every iteration asks the source, so a reactor that never sleeps cannot starve it. */
@@ -420,7 +420,7 @@ static int iterate(mio_reactor *r, int timeout_ms)
         src_pending = true, timeout = 0;
     n = mio_poll_poll(r->poll, r->events, timeout);
     if (published)
-        ck_pr_store_uint(&r->state, STATE_RUNNING); /* clears wake_pending before any draining */
+        mio__pr_store_uint(&r->state, STATE_RUNNING); /* clears wake_pending before any draining */
     r->now = clock_ms(r->now);
     ctr_add(&r->st.iterations, 1);
     if (n < 0)
@@ -485,7 +485,7 @@ int mio_reactor_run(mio_reactor *r)
         return -EBUSY;
     for (;;) {
         int rc;
-        if (ck_pr_load_uint(&r->stop) != 0 && ck_pr_fas_uint(&r->stop, 0) != 0)
+        if (mio__pr_load_uint(&r->stop) != 0 && mio__pr_fas_uint(&r->stop, 0) != 0)
             return 0;
         rc = mio_reactor_run_once(r, -1);
         if (rc < 0 && rc != -EINTR)
@@ -500,18 +500,18 @@ int mio_reactor_stats(const mio_reactor *r, struct mio_reactor_stats *out)
     if (r == NULL || out == NULL)
         return -EINVAL;
     memset(out, 0, sizeof *out);
-    out->iterations = ck_pr_load_64(&r->st.iterations);
-    out->events = ck_pr_load_64(&r->st.events);
-    out->handlers_run = ck_pr_load_64(&r->st.handlers_run);
-    out->tasks_run = ck_pr_load_64(&r->st.tasks_run);
-    out->timers_fired = ck_pr_load_64(&r->st.timers_fired);
-    out->wakes_performed = ck_pr_load_64(&r->wakes_performed);
-    out->wakes_elided = ck_pr_load_64(&r->wakes_elided);
-    out->zero_event_wakeups = ck_pr_load_64(&r->st.zero_event_wakeups);
-    out->handlers = ck_pr_load_64(&r->st.handlers);
-    out->timers = ck_pr_load_64(&r->st.timers);
-    out->stale_events = ck_pr_load_64(&r->st.stale_events);
-    out->sleeps = ck_pr_load_64(&r->st.sleeps);
+    out->iterations = mio__pr_load_64(&r->st.iterations);
+    out->events = mio__pr_load_64(&r->st.events);
+    out->handlers_run = mio__pr_load_64(&r->st.handlers_run);
+    out->tasks_run = mio__pr_load_64(&r->st.tasks_run);
+    out->timers_fired = mio__pr_load_64(&r->st.timers_fired);
+    out->wakes_performed = mio__pr_load_64(&r->wakes_performed);
+    out->wakes_elided = mio__pr_load_64(&r->wakes_elided);
+    out->zero_event_wakeups = mio__pr_load_64(&r->st.zero_event_wakeups);
+    out->handlers = mio__pr_load_64(&r->st.handlers);
+    out->timers = mio__pr_load_64(&r->st.timers);
+    out->stale_events = mio__pr_load_64(&r->st.stale_events);
+    out->sleeps = mio__pr_load_64(&r->st.sleeps);
     out->tasks_queued = mio__post_queue_len(&r->tasks);
     return 0;
 }
@@ -553,13 +553,13 @@ struct mio__list *mio__reactor_conns(mio_reactor *r)
 
 uint64_t mio__reactor_conn_count(const mio_reactor *r)
 {
-    return ck_pr_load_64(&r->conn_count);
+    return mio__pr_load_64(&r->conn_count);
 }
 
 void mio__reactor_conn_count_add(mio_reactor *r, int64_t delta)
 {
     if (delta >= 0)
-        ck_pr_add_64(&r->conn_count, (uint64_t)delta);
+        mio__pr_add_64(&r->conn_count, (uint64_t)delta);
     else
-        ck_pr_sub_64(&r->conn_count, (uint64_t)-delta);
+        mio__pr_sub_64(&r->conn_count, (uint64_t)-delta);
 }

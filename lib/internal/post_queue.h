@@ -17,7 +17,7 @@ struct mio__task {
 
 struct mio__post_queue {
     struct ck_ring ring; /* ck pads producer and consumer counters onto their own lines */
-    struct mio__task *buf;
+    void *buf;           /* the ring's entries (private to post_queue.c) */
 };
 
 /* Sizes the ring to the next power of two above `capacity`, so at least `capacity` tasks fit
