@@ -45,8 +45,8 @@ struct fault_plan {
     atomic_long count; /* failures left to inject (-1: forever) */
     atomic_long calls; /* matching calls seen (armed or not) */
     atomic_long hits;  /* failures injected */
-    int err;
-    int fd;
+    atomic_int err;
+    atomic_int fd;
 };
 
 static struct fault_plan fault_plans[FAULT_NSITES];
@@ -59,8 +59,8 @@ static inline void fault_arm(enum fault_site s, long skip, long count, int err, 
     struct fault_plan *p = &fault_plans[s];
 
     atomic_store(&p->armed, 0);
-    p->err = err;
-    p->fd = fd;
+    atomic_store(&p->err, err);
+    atomic_store(&p->fd, fd);
     atomic_store(&p->skip, skip);
     atomic_store(&p->count, count);
     atomic_store(&p->hits, 0);
@@ -104,7 +104,7 @@ static bool fault_hit(enum fault_site s, int fd)
 {
     struct fault_plan *p = &fault_plans[s];
 
-    if (atomic_load(&p->armed) && p->fd >= 0 && fd != p->fd)
+    if (atomic_load(&p->armed) && atomic_load(&p->fd) >= 0 && fd != atomic_load(&p->fd))
         return false;
     atomic_fetch_add(&p->calls, 1);
     if (!atomic_load(&p->armed))
@@ -120,7 +120,7 @@ static bool fault_hit(enum fault_site s, int fd)
             break;
     }
     atomic_fetch_add(&p->hits, 1);
-    errno = p->err;
+    errno = atomic_load(&p->err);
     return true;
 }
 
