@@ -49,9 +49,6 @@ static void pool_free_workers(mio_pool *pool)
 
         mio_reactor_free(w->r);
         mio__free(0, w->slots);
-#ifdef MIO_POOL_TSAN
-        pthread_mutex_destroy(&w->ring_mu);
-#endif
     }
     mio__free(0, pool->workers);
 }
@@ -104,9 +101,6 @@ int mio_pool_new(const mio_pool_opts *opts, mio_pool **out)
             goto err_workers;
         }
         ck_ring_init(&w->ring, o.ring_size);
-#ifdef MIO_POOL_TSAN
-        pthread_mutex_init(&w->ring_mu, NULL);
-#endif
         pool->nworkers = i + 1;
         err = mio_reactor_new(NULL, &w->r);
         if (err < 0)

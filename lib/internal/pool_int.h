@@ -16,14 +16,6 @@
 #include <mio/reactor.h>
 #include <mio/waker.h>
 
-#if defined(__SANITIZE_THREAD__)
-#define MIO_POOL_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define MIO_POOL_TSAN 1
-#endif
-#endif
-
 /* One accepted connection travelling from the acceptor to a worker, by value. */
 struct mio__handoff {
     int fd;
@@ -60,11 +52,6 @@ struct mio__pool_worker {
     /* hand-off ring: acceptor produces, this worker consumes */
     ck_ring_t ring;
     struct mio__handoff *slots;
-#ifdef MIO_POOL_TSAN
-    /* ck_ring publishes through fences ThreadSanitizer cannot see; under TSan only, ring calls
-     * are serialized so the reports left are about our code, not ck's. */
-    pthread_mutex_t ring_mu;
-#endif
     struct mio__pool_counters st;
     /* worker thread only */
     bool stopping;
