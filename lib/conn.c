@@ -36,55 +36,75 @@ enum {
     F_EOF = 1u << 4,        /* peer FIN delivered */
     F_SHUT_REQ = 1u << 5,   /* mio_conn_shutdown called */
     F_SHUT_DONE = 1u << 6,  /* shutdown(SHUT_WR) issued */
-    F_TIMER = 1u << 7,      /* idle timer armed (c->timer valid) */
+    F_TIMER = 1u << 7,      /* idle timer armed (c->x->timer valid) */
+    F_OWN_OPS = 1u << 8,    /* c->ops is our own copy (the reactor's intern table was full) */
+};
+
+/* What only some conns need: allocated the first time bytes are queued, watermarks are moved or
+ * an idle timeout is set, then kept until the conn dies. An idle conn that never needed it costs
+ * one 48-byte object plus its reactor slot. */
+struct conn_ext {
+    struct mio__wq wq;
+    size_t low, high;
+    uint64_t last_active; /* reactor time of the last received data (idle timer only) */
+    uint64_t idle_ms;
+    mio_timer_id timer;
 };
 
 struct mio_conn {
-    struct mio__list node; /* in mio__reactor_conns(r); first so a node maps back to the conn */
     mio_reactor *r;
-    mio_conn_ops ops;
+    const mio_conn_ops *ops; /* the reactor's interned copy (or our own, F_OWN_OPS) */
     void *arg;
-    struct mio__wq wq;
+    struct conn_ext *x;      /* NULL until needed */
     mio_token token;
-    mio_timer_id timer;
-    uint64_t last_active; /* reactor time of the last received data */
-    uint64_t idle_ms;
-    size_t low, high;
     int fd;
     uint16_t flags;
     mio_interest interest; /* what is registered now */
 };
 
-/* The per-connection budget (DESIGN.md: < 256 bytes plus buffers, none while idle). */
-_Static_assert(sizeof(struct mio_conn) <= 160, "mio_conn grew past its memory budget");
+/* The per-connection budget (issue 6: <= 64 bytes of RSS per idle conn, slot included): the conn
+ * must stay in jemalloc's 48-byte class. */
+_Static_assert(sizeof(struct mio_conn) <= 48, "mio_conn grew past its memory budget");
 
-static inline mio_conn *conn_of(struct mio__list *n)
+static inline bool conn_has_queue(const mio_conn *c)
 {
-    return (mio_conn *)(void *)((char *)n - offsetof(mio_conn, node));
+    return c->x != NULL && !mio__wq_is_empty(&c->x->wq);
 }
 
-static inline void list_add_tail(struct mio__list *head, struct mio__list *n)
+static struct conn_ext *conn_ext(mio_conn *c)
 {
-    n->prev = head->prev;
-    n->next = head;
-    head->prev->next = n;
-    head->prev = n;
-}
+    struct conn_ext *x = c->x;
 
-static inline void list_del(struct mio__list *n)
-{
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    n->prev = n->next = n;
+    if (x != NULL)
+        return x;
+    x = mio__alloc(mio__reactor_arena(c->r), sizeof(*x));
+    if (x == NULL)
+        return NULL;
+    mio__wq_init(&x->wq);
+    x->low = CONN_LOW_DEFAULT;
+    x->high = CONN_HIGH_DEFAULT;
+    x->last_active = mio_reactor_now_ms(c->r);
+    x->idle_ms = 0;
+    x->timer = 0;
+    c->x = x;
+    return x;
 }
 
 static void conn_release(mio_conn *c)
 {
-    mio__free(mio__reactor_arena(c->r), c);
+    mio__arena arena = mio__reactor_arena(c->r);
+
+    if (c->flags & F_OWN_OPS)
+        mio__free(arena, (void *)c->ops);
+    mio__free(arena, c->x);
+    mio__free(arena, c);
 }
 
-/* Tears the conn down exactly once: deregisters, cancels the timer, drops the queue, runs
- * on_close(reason), closes the fd. Frees now unless the conn's own handler is on the stack. */
+/* Tears the conn down exactly once: releases the token, cancels the timer, drops the queue, runs
+ * on_close(reason), closes the fd. Frees now unless the conn's own handler is on the stack.
+ * The token is released with mio__reactor_forget (no epoll_ctl): the conn owns its fd and closes it
+ * here, which takes it out of epoll. A user who dup()s mio_conn_fd keeps the registration alive
+ * past the close; its events then carry a stale token and are dropped (see reactor_int.h). */
 static void conn_teardown(mio_conn *c, int reason)
 {
     mio_reactor *r = c->r;
@@ -92,16 +112,16 @@ static void conn_teardown(mio_conn *c, int reason)
     if (c->flags & F_DEAD)
         return;
     c->flags |= F_DEAD;
-    (void)mio_reactor_remove(r, c->token);
+    (void)mio__reactor_forget(r, c->token);
     if (c->flags & F_TIMER) {
-        (void)mio_reactor_timer_cancel(r, c->timer);
+        (void)mio_reactor_timer_cancel(r, c->x->timer);
         c->flags &= (uint16_t)~F_TIMER;
     }
-    list_del(&c->node);
     mio__reactor_conn_count_add(r, -1);
-    mio__wq_clear(&c->wq, mio__reactor_arena(r));
-    if (c->ops.on_close != NULL)
-        c->ops.on_close(c, reason, c->arg);
+    if (c->x != NULL)
+        mio__wq_clear(&c->x->wq, mio__reactor_arena(r));
+    if (c->ops->on_close != NULL)
+        c->ops->on_close(c, reason, c->arg);
     (void)close(c->fd);
     c->fd = -1;
     if (!(c->flags & F_IN_IO))
@@ -118,7 +138,7 @@ static int conn_sync_interest(mio_conn *c)
 
     if (!(c->flags & (F_CLOSING | F_PAUSED | F_EOF)))
         want |= MIO_READABLE;
-    if (!mio__wq_is_empty(&c->wq))
+    if (conn_has_queue(c))
         want |= MIO_WRITABLE;
     if (want == 0)
         want = MIO_READABLE;
@@ -157,10 +177,11 @@ static int conn_flushed(mio_conn *c)
 static void conn_flush(mio_conn *c)
 {
     mio__arena arena = mio__reactor_arena(c->r);
+    struct conn_ext *x = c->x; /* set: only called with bytes queued */
     struct iovec iov[IOV_MAX];
 
-    while (!mio__wq_is_empty(&c->wq)) {
-        int cnt = mio__wq_peek(&c->wq, iov, IOV_MAX);
+    while (!mio__wq_is_empty(&x->wq)) {
+        int cnt = mio__wq_peek(&x->wq, iov, IOV_MAX);
         ssize_t n = mio_sendv(c->fd, iov, cnt);
 
         if (n == -EINTR)
@@ -171,16 +192,16 @@ static void conn_flush(mio_conn *c)
             conn_teardown(c, (int)n);
             return;
         }
-        mio__wq_consume(&c->wq, arena, (size_t)n);
+        mio__wq_consume(&x->wq, arena, (size_t)n);
     }
-    if (mio__wq_is_empty(&c->wq) && conn_flushed(c) < 0)
+    if (mio__wq_is_empty(&x->wq) && conn_flushed(c) < 0)
         return;
-    if ((c->flags & F_PAUSED) && c->wq.bytes <= c->low) {
+    if ((c->flags & F_PAUSED) && x->wq.bytes <= x->low) {
         c->flags &= (uint16_t)~F_PAUSED;
         if (conn_sync_interest(c) < 0)
             return;
-        if (c->ops.on_drain != NULL)
-            c->ops.on_drain(c, c->arg);
+        if (c->ops->on_drain != NULL)
+            c->ops->on_drain(c, c->arg);
         if (c->flags & F_DEAD)
             return;
     }
@@ -198,14 +219,16 @@ static void conn_read(mio_conn *c, bool rdhup)
         ssize_t n = mio_recv(c->fd, buf, cap);
 
         if (n > 0) {
-            c->last_active = mio_reactor_now_ms(c->r);
-            c->ops.on_read(c, buf, (size_t)n, c->arg);
+            if (c->x != NULL)
+                c->x->last_active = mio_reactor_now_ms(c->r);
+            c->ops->on_read(c, buf, (size_t)n, c->arg);
             if ((size_t)n < cap && !rdhup)
                 break;
         } else if (n == 0) {
             c->flags |= F_EOF;
-            c->last_active = mio_reactor_now_ms(c->r);
-            c->ops.on_read(c, buf, 0, c->arg);
+            if (c->x != NULL)
+                c->x->last_active = mio_reactor_now_ms(c->r);
+            c->ops->on_read(c, buf, 0, c->arg);
             if (!(c->flags & F_DEAD))
                 (void)conn_sync_interest(c);
             break;
@@ -235,7 +258,7 @@ static void conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, voi
             goto out;
         }
     }
-    if (!mio__wq_is_empty(&c->wq) &&
+    if (conn_has_queue(c) &&
         (mio_event_is_writable(ev) || mio_event_is_write_closed(ev) || mio_event_is_error(ev)))
         conn_flush(c);
     if (!(c->flags & F_DEAD) &&
@@ -256,10 +279,10 @@ static void conn_on_timer(mio_reactor *r, mio_timer_id id, void *arg)
 
     (void)id;
     c->flags &= (uint16_t)~F_TIMER;
-    if (c->idle_ms == 0)
+    if (c->x->idle_ms == 0)
         return;
     /* Reads only stamp last_active; the timer re-arms lazily for the time left. */
-    due = c->last_active + c->idle_ms;
+    due = c->x->last_active + c->x->idle_ms;
     if (now >= due)
         conn_teardown(c, -ETIMEDOUT);
     else if (conn_arm_timer(c, due - now) < 0)
@@ -268,7 +291,7 @@ static void conn_on_timer(mio_reactor *r, mio_timer_id id, void *arg)
 
 static int conn_arm_timer(mio_conn *c, uint64_t after_ms)
 {
-    int err = mio_reactor_timer_start(c->r, after_ms, 0, conn_on_timer, c, &c->timer);
+    int err = mio_reactor_timer_start(c->r, after_ms, 0, conn_on_timer, c, &c->x->timer);
 
     if (err < 0)
         return err;
@@ -294,27 +317,41 @@ int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mi
             return -errno;
     }
     arena = mio__reactor_arena(r);
-    c = mio__calloc(arena, 1, sizeof(*c));
+    c = mio__alloc(arena, sizeof(*c));
     if (c == NULL)
         return -ENOMEM;
     c->r = r;
-    c->ops = *ops;
     c->arg = arg;
+    c->x = NULL;
     c->fd = fd;
-    c->low = CONN_LOW_DEFAULT;
-    c->high = CONN_HIGH_DEFAULT;
+    c->flags = 0;
     c->interest = MIO_READABLE;
-    c->last_active = mio_reactor_now_ms(r);
-    mio__wq_init(&c->wq);
+    /* "ops is copied": conns with equal ops share one copy kept by the reactor. */
+    err = mio__reactor_intern(r, ops, sizeof(*ops), (const void **)&c->ops);
+    if (err == -ENOMEM)
+        goto err_free;
+    if (err < 0) {
+        mio_conn_ops *own = mio__alloc(arena, sizeof(*own));
+
+        if (own == NULL) {
+            err = -ENOMEM;
+            goto err_free;
+        }
+        *own = *ops;
+        c->ops = own;
+        c->flags |= F_OWN_OPS;
+    }
     err = mio_reactor_add(r, fd, MIO_READABLE, conn_on_io, c, &c->token);
     if (err < 0)
-        goto err_free;
-    list_add_tail(mio__reactor_conns(r), &c->node);
+        goto err_ops;
     mio__reactor_conn_count_add(r, 1);
     if (out != NULL)
         *out = c;
     return 0;
 
+err_ops:
+    if (c->flags & F_OWN_OPS)
+        mio__free(arena, (void *)c->ops);
 err_free:
     mio__free(arena, c);
     return err;
@@ -323,6 +360,7 @@ err_free:
 int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt)
 {
     size_t total = 0, sent = 0;
+    struct conn_ext *x;
     bool was_empty;
     int err;
 
@@ -334,7 +372,7 @@ int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt)
         total += iov[i].iov_len;
     if (total == 0)
         return 0;
-    was_empty = mio__wq_is_empty(&c->wq);
+    was_empty = !conn_has_queue(c);
     if (was_empty) {
         ssize_t n;
 
@@ -349,12 +387,14 @@ int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt)
         if (sent == total)
             return 0;
     }
-    err = mio__wq_append(&c->wq, mio__reactor_arena(c->r), iov, iovcnt, sent);
+    x = conn_ext(c);
+    err = x != NULL ? mio__wq_append(&x->wq, mio__reactor_arena(c->r), iov, iovcnt, sent)
+                    : -ENOMEM;
     if (err < 0) {
         conn_teardown(c, err);
         return err;
     }
-    if (!(c->flags & F_PAUSED) && c->wq.bytes > c->high)
+    if (!(c->flags & F_PAUSED) && x->wq.bytes > x->high)
         c->flags |= F_PAUSED;
     return conn_sync_interest(c);
 }
@@ -377,7 +417,7 @@ int mio_conn_shutdown(mio_conn *c)
     if (c->flags & F_SHUT_REQ)
         return 0;
     c->flags |= F_SHUT_REQ;
-    if (mio__wq_is_empty(&c->wq))
+    if (!conn_has_queue(c))
         return conn_flushed(c);
     return 0;
 }
@@ -387,7 +427,7 @@ void mio_conn_close(mio_conn *c)
     if (c == NULL || (c->flags & (F_DEAD | F_CLOSING)))
         return;
     c->flags |= F_CLOSING;
-    if (mio__wq_is_empty(&c->wq))
+    if (!conn_has_queue(c))
         conn_teardown(c, 0);
     else
         (void)conn_sync_interest(c);
@@ -395,38 +435,51 @@ void mio_conn_close(mio_conn *c)
 
 size_t mio_conn_pending(const mio_conn *c)
 {
-    return c != NULL ? c->wq.bytes : 0;
+    return c != NULL && c->x != NULL ? c->x->wq.bytes : 0;
 }
 
 int mio_conn_set_watermarks(mio_conn *c, size_t low, size_t high)
 {
+    struct conn_ext *x;
+
     if (c == NULL || low > high)
         return -EINVAL;
     if (c->flags & F_DEAD)
         return -EPIPE;
-    c->low = low;
-    c->high = high;
-    if (!(c->flags & F_PAUSED) && c->wq.bytes > high)
+    x = conn_ext(c);
+    if (x == NULL)
+        return -ENOMEM;
+    x->low = low;
+    x->high = high;
+    if (!(c->flags & F_PAUSED) && x->wq.bytes > high)
         c->flags |= F_PAUSED;
-    else if ((c->flags & F_PAUSED) && c->wq.bytes <= low)
+    else if ((c->flags & F_PAUSED) && x->wq.bytes <= low)
         c->flags &= (uint16_t)~F_PAUSED; /* no on_drain: the caller moved the marks itself */
     return conn_sync_interest(c);
 }
 
 int mio_conn_set_idle_timeout(mio_conn *c, uint64_t ms)
 {
+    struct conn_ext *x;
+
     if (c == NULL)
         return -EINVAL;
     if (c->flags & F_DEAD)
         return -EPIPE;
     if (c->flags & F_TIMER) {
-        (void)mio_reactor_timer_cancel(c->r, c->timer);
+        (void)mio_reactor_timer_cancel(c->r, c->x->timer);
         c->flags &= (uint16_t)~F_TIMER;
     }
-    c->idle_ms = ms;
-    c->last_active = mio_reactor_now_ms(c->r);
-    if (ms == 0)
+    if (ms == 0) {
+        if (c->x != NULL)
+            c->x->idle_ms = 0;
         return 0;
+    }
+    x = conn_ext(c);
+    if (x == NULL)
+        return -ENOMEM;
+    x->idle_ms = ms;
+    x->last_active = mio_reactor_now_ms(c->r);
     return conn_arm_timer(c, ms);
 }
 
@@ -441,35 +494,34 @@ mio_reactor *mio_conn_reactor(const mio_conn *c)
 }
 
 /* Pool stop: asks every conn to close after flushing; at or past the deadline the ones still
- * flushing close with -ECANCELED. on_close callbacks may close or free other conns, so the list is
- * detached and each node is moved back before it is acted upon: a conn freed meanwhile unlinks
- * itself from whichever list holds it. */
+ * flushing close with -ECANCELED. The conns are found through the reactor's handler table (every
+ * live conn holds a slot whose callback is conn_on_io). on_close callbacks may close or open other
+ * conns during the walk: the walk re-reads each slot, so a conn freed meanwhile is skipped and one
+ * opened meanwhile may be missed, which the caller's next sweep catches (it repeats until 0). */
+struct close_all_ctx {
+    bool late;
+};
+
+static void conn_close_one(void *harg, void *ctx)
+{
+    mio_conn *c = harg;
+    const struct close_all_ctx *cc = ctx;
+
+    /* Either call may free c: it is not touched afterwards. */
+    if (cc->late && conn_has_queue(c))
+        conn_teardown(c, -ECANCELED);
+    else
+        mio_conn_close(c);
+}
+
 int mio__conn_close_all(mio_reactor *r, uint64_t deadline_ms)
 {
-    struct mio__list *head = mio__reactor_conns(r), work;
-    bool late = mio_reactor_now_ms(r) >= deadline_ms;
-    int left = 0;
+    struct close_all_ctx cc = {.late = mio_reactor_now_ms(r) >= deadline_ms};
+    uint64_t left;
 
-    if (head->next == head)
+    if (mio__reactor_conn_count(r) == 0)
         return 0;
-    work.next = head->next;
-    work.prev = head->prev;
-    work.next->prev = &work;
-    work.prev->next = &work;
-    head->next = head->prev = head;
-    while (work.next != &work) {
-        struct mio__list *n = work.next;
-        mio_conn *c = conn_of(n);
-
-        list_del(n);
-        list_add_tail(head, n);
-        /* Either call may free c: it is not touched afterwards. */
-        if (late && !mio__wq_is_empty(&c->wq))
-            conn_teardown(c, -ECANCELED);
-        else
-            mio_conn_close(c);
-    }
-    for (struct mio__list *n = head->next; n != head; n = n->next)
-        left++;
-    return left;
+    (void)mio__reactor_each(r, conn_on_io, conn_close_one, &cc);
+    left = mio__reactor_conn_count(r);
+    return left > INT_MAX ? INT_MAX : (int)left;
 }

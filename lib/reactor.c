@@ -15,6 +15,7 @@
  * admits at most one performed wake: wakes_performed <= sleeps, always. */
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -35,7 +36,15 @@ _Static_assert(sizeof(mio_token) == 8, "reactor tokens need a 64-bit mio_token")
 #define READ_BUFFER_SIZE (64u * 1024u)
 #define PAD 64
 
+#define INTERN_MAX 16 /* distinct interned entries; past that callers keep their own copies */
+
 enum { STATE_RUNNING = 0, STATE_SLEEPING = 1, STATE_WOKEN = 2 };
+
+struct intern {
+    struct intern *next;
+    size_t len;
+    max_align_t data[]; /* len bytes */
+};
 
 struct mio_reactor {
     /* Reactor's thread only. */
@@ -50,7 +59,8 @@ struct mio_reactor {
     mio_waker *waker;
     struct mio__slab slab;
     struct mio__reactor_source src;
-    struct mio__list conns;
+    struct intern *interned; /* mio__reactor_intern's table, most recently used first */
+    unsigned ninterned;
     void *read_buf;
     struct mio__post_queue tasks; /* ck_ring pads its own producer/consumer lines */
     char pad0[PAD];
@@ -130,7 +140,6 @@ int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
     r->arena = arena;
     r->own_arena = own_arena;
     r->now = clock_ms(0);
-    r->conns.prev = r->conns.next = &r->conns;
     mio__slab_init(&r->slab, arena);
     mio__wheel_init(&r->wheel, arena, r->now);
 
@@ -187,6 +196,12 @@ void mio_reactor_free(mio_reactor *r)
     mio__wheel_destroy(&r->wheel);
     mio__post_queue_destroy(&r->tasks, arena); /* queued tasks are dropped unrun */
     mio__free(arena, r->read_buf);
+    while (r->interned != NULL) {
+        struct intern *next = r->interned->next;
+
+        mio__free(arena, r->interned);
+        r->interned = next;
+    }
     mio__free(arena, r);
     if (own_arena)
         mio__arena_destroy(arena);
@@ -219,7 +234,6 @@ int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn,
     slot->fn = fn;
     slot->arg = arg;
     slot->fd = fd;
-    slot->interest = interest;
     ctr_set(&r->st.handlers, r->slab.used);
     if (out != NULL)
         *out = (mio_token)token;
@@ -239,7 +253,6 @@ int mio_reactor_modify(mio_reactor *r, mio_token token, mio_interest interest)
     err = mio_registry_reregister(r->reg, slot->fd, token, interest);
     if (err < 0)
         return err;
-    slot->interest = interest;
     return 0;
 }
 
@@ -261,6 +274,15 @@ int mio_reactor_remove(mio_reactor *r, mio_token token)
     /* Bumping the generation is what drops events of this token already harvested in the
      * current batch: the dispatcher compares generations before every call. The slot itself may
      * be reused at once (slab pages never move or shrink while the reactor lives). */
+    mio__slab_release(&r->slab, (uint32_t)token);
+    ctr_set(&r->st.handlers, r->slab.used);
+    return 0;
+}
+
+int mio__reactor_forget(mio_reactor *r, mio_token token)
+{
+    if (mio__slab_lookup(&r->slab, token) == NULL)
+        return -ENOENT;
     mio__slab_release(&r->slab, (uint32_t)token);
     ctr_set(&r->st.handlers, r->slab.used);
     return 0;
@@ -546,9 +568,47 @@ int mio__reactor_set_source(mio_reactor *r, const struct mio__reactor_source *sr
     return 0;
 }
 
-struct mio__list *mio__reactor_conns(mio_reactor *r)
+unsigned mio__reactor_each(mio_reactor *r, mio_io_fn io, void (*fn)(void *harg, void *ctx),
+                           void *ctx)
 {
-    return &r->conns;
+    unsigned n = 0;
+
+    /* Index by index, re-reading the bound: fn may grow the slab (pages never move). */
+    for (uint32_t i = 0; i < r->slab.npages * MIO__SLAB_PAGE_SLOTS; i++) {
+        struct mio__slot *slot = mio__slab_at(&r->slab, i);
+
+        if (slot->fn == io) {
+            fn(slot->arg, ctx);
+            n++;
+        }
+    }
+    return n;
+}
+
+int mio__reactor_intern(mio_reactor *r, const void *data, size_t len, const void **out)
+{
+    struct intern **pp, *e;
+
+    for (pp = &r->interned; (e = *pp) != NULL; pp = &e->next)
+        if (e->len == len && memcmp(e->data, data, len) == 0) {
+            *pp = e->next; /* move to the front: the next open most likely asks for it again */
+            e->next = r->interned;
+            r->interned = e;
+            *out = e->data;
+            return 0;
+        }
+    if (r->ninterned == INTERN_MAX)
+        return -ENOSPC;
+    e = mio__alloc(r->arena, sizeof(*e) + len);
+    if (e == NULL)
+        return -ENOMEM;
+    e->len = len;
+    memcpy(e->data, data, len);
+    e->next = r->interned;
+    r->interned = e;
+    r->ninterned++;
+    *out = e->data;
+    return 0;
 }
 
 uint64_t mio__reactor_conn_count(const mio_reactor *r)

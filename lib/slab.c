@@ -44,10 +44,8 @@ static int slab_grow(struct mio__slab *s)
     base = s->npages * MIO__SLAB_PAGE_SLOTS;
     for (uint32_t i = 0; i < MIO__SLAB_PAGE_SLOTS; i++) {
         page[i].fn = NULL;
-        page[i].arg = NULL;
         page[i].fd = -1;
         page[i].gen = 1;
-        page[i].interest = 0;
         page[i].next_free = i + 1 < MIO__SLAB_PAGE_SLOTS ? base + i + 1 : s->free_head;
     }
     s->pages[s->npages++] = page;
@@ -67,7 +65,7 @@ int mio__slab_alloc(struct mio__slab *s, uint32_t *idx)
     *idx = s->free_head;
     slot = mio__slab_at(s, *idx);
     s->free_head = slot->next_free;
-    slot->next_free = MIO__SLAB_NONE;
+    slot->arg = NULL;
     s->used++;
     return 0;
 }
@@ -77,9 +75,7 @@ void mio__slab_release(struct mio__slab *s, uint32_t idx)
     struct mio__slot *slot = mio__slab_at(s, idx);
 
     slot->fn = NULL;
-    slot->arg = NULL;
     slot->fd = -1;
-    slot->interest = 0;
     /* Generation 0 is skipped so that no token is ever 0. */
     if (++slot->gen == 0)
         slot->gen = 1;

@@ -1,6 +1,7 @@
 /* Reactor: life cycle and fd hygiene, handler slab and generation tokens (stale events never reach
  * a slot's new owner), add/modify/remove errors, run / run_once / stop, and the internal
- * interface conn/pool use (reactor_int.h: source, wake, read buffer, conn list and count). */
+ * interface conn/pool use (reactor_int.h: source, wake, read buffer, handler walk, intern table,
+ * conn count). */
 #include "core_helpers.h"
 
 #include <fcntl.h>
@@ -579,6 +580,25 @@ static void test_stop_repeatedly(void **state)
 
 /* ------------------------------------------------------------------ reactor_int.h */
 
+static void each_io(mio_reactor *r, mio_token token, const mio_event *ev, void *arg)
+{
+    (void)r;
+    (void)token;
+    (void)ev;
+    (void)arg;
+    fail_msg("each_io is never dispatched");
+}
+
+/* mio__reactor_each's callback: the handler arg is the fd it was registered with. */
+static void each_visit(void *harg, void *ctx)
+{
+    int *visited = ctx;
+    int fd = *(int *)harg;
+
+    assert_true(fd >= 0);
+    (*visited)++;
+}
+
 static void test_internal_accessors(void **state)
 {
     (void)state;
@@ -594,9 +614,47 @@ static void test_internal_accessors(void **state)
     assert_non_null(p);
     mio__free(mio__reactor_arena(r), p);
 
-    struct mio__list *conns = mio__reactor_conns(r);
-    assert_ptr_equal(conns->next, conns);
-    assert_ptr_equal(conns->prev, conns);
+    /* Interning: equal bytes share one reactor-owned copy; different bytes do not. */
+    const char a1[] = "ops-a", a2[] = "ops-a", b[] = "ops-b";
+    const void *ia = NULL, *ib = NULL, *ip = NULL;
+    assert_int_equal(mio__reactor_intern(r, a1, sizeof a1, &ia), 0);
+    assert_non_null(ia);
+    assert_ptr_not_equal(ia, a1);
+    assert_memory_equal(ia, a1, sizeof a1);
+    assert_int_equal(mio__reactor_intern(r, a2, sizeof a2, &ip), 0);
+    assert_ptr_equal(ip, ia);
+    assert_int_equal(mio__reactor_intern(r, b, sizeof b, &ib), 0);
+    assert_non_null(ib);
+    assert_ptr_not_equal(ib, ia);
+    assert_int_equal(mio__reactor_intern(r, a1, sizeof a1, &ip), 0);
+    assert_ptr_equal(ip, ia);
+    /* The table is bounded: distinct entries past its size are refused, equal ones still shared. */
+    int full = 0;
+    for (unsigned i = 0; i < 64 && full == 0; i++)
+        full = mio__reactor_intern(r, &i, sizeof i, &ip);
+    assert_int_equal(full, -ENOSPC);
+    assert_int_equal(mio__reactor_intern(r, b, sizeof b, &ip), 0);
+    assert_ptr_equal(ip, ib);
+
+    /* The walk visits exactly the live handlers with the given callback, and not removed ones. */
+    struct counter other = {0};
+    int efd[4], visited = 0;
+    mio_token etok[4];
+    assert_int_equal(mio__reactor_each(r, each_io, each_visit, &visited), 0);
+    for (int i = 0; i < 4; i++) {
+        efd[i] = core_eventfd(0);
+        assert_int_equal(mio_reactor_add(r, efd[i], MIO_READABLE, i == 3 ? count_handler : each_io,
+                                         i == 3 ? (void *)&other : (void *)&efd[i], &etok[i]),
+                         0);
+    }
+    assert_int_equal(mio_reactor_remove(r, etok[1]), 0);
+    assert_int_equal(mio__reactor_each(r, each_io, each_visit, &visited), 2);
+    assert_int_equal(visited, 2);
+    for (int i = 0; i < 4; i++) {
+        if (i != 1)
+            assert_int_equal(mio_reactor_remove(r, etok[i]), 0);
+        close(efd[i]);
+    }
     assert_int_equal(mio__reactor_conn_count(r), 0);
     mio__reactor_conn_count_add(r, 3);
     mio__reactor_conn_count_add(r, -2);

@@ -9,11 +9,6 @@
 #include <mio/reactor.h>
 #include "mem.h"
 
-/* Intrusive doubly linked list node/head (head->next == head when empty). */
-struct mio__list {
-    struct mio__list *prev, *next;
-};
-
 /* The reactor's arena: allocate per-reactor objects (conns, write-queue chunks) from it. */
 mio__arena mio__reactor_arena(const mio_reactor *r);
 
@@ -31,13 +26,31 @@ struct mio__reactor_source {
 };
 int mio__reactor_set_source(mio_reactor *r, const struct mio__reactor_source *src);
 
+/* Releases a handler's token like mio_reactor_remove, but without the epoll_ctl(DEL) syscall.
+ * Contract: the caller closes the fd right afterwards, and no other descriptor refers to the same
+ * open file (no dup, no copy inherited by a child): closing the last reference takes the fd out of
+ * the epoll set by itself. Should a copy exist after all, the registration outlives the close and
+ * its events arrive with a stale token, which the dispatcher drops and counts as stale_events:
+ * wasted work, never a wrong call. Events already harvested for the token are dropped the same way.
+ * Returns 0 or -ENOENT (unknown or stale token). */
+int mio__reactor_forget(mio_reactor *r, mio_token token);
+
 /* Any thread, after publishing work the reactor will find (with a release store or stronger):
  * writes the eventfd only if the reactor published SLEEPING and this caller wins wake_pending;
  * otherwise counts an elided wake. Returns true when it made the syscall. */
 bool mio__reactor_wake(mio_reactor *r);
 
-/* The list of open mio_conns on this reactor (conn.c links and unlinks its nodes here). */
-struct mio__list *mio__reactor_conns(mio_reactor *r);
+/* Calls fn(handler arg, ctx) for every live handler whose callback is io, in slot order, and
+ * returns how many it called. Each slot is re-read just before its turn: fn may add or remove
+ * handlers (a removed one is not visited; one added during the walk may or may not be). */
+unsigned mio__reactor_each(mio_reactor *r, mio_io_fn io, void (*fn)(void *harg, void *ctx),
+                           void *ctx);
+
+/* *out = a reactor-owned copy of data[0..len), shared by every caller that interns equal bytes,
+ * valid for the reactor's life (conns keep their ops this way instead of one copy each).
+ * Returns 0, -ENOSPC when the table is full (it keeps a few distinct entries: the caller then
+ * keeps a copy of its own), or -ENOMEM. */
+int mio__reactor_intern(mio_reactor *r, const void *data, size_t len, const void **out);
 /* Any thread (relaxed): number of mio_conns open on the reactor; conn.c adjusts it. */
 uint64_t mio__reactor_conn_count(const mio_reactor *r);
 void mio__reactor_conn_count_add(mio_reactor *r, int64_t delta);

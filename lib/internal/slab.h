@@ -20,13 +20,15 @@
 #define MIO__SLAB_MAX_SLOTS (1u << 30)
 #define MIO__SLAB_NONE UINT32_MAX
 
+/* 24 bytes: one per registered handler, so it counts in every idle connection's footprint. */
 struct mio__slot {
-    mio_io_fn fn;       /* NULL while the slot is free */
-    void *arg;
+    mio_io_fn fn; /* NULL while the slot is free */
+    union {
+        void *arg;          /* while used */
+        uint32_t next_free; /* free-list link while free */
+    };
     int fd;
-    uint32_t gen;       /* never 0: tokens are never 0 */
-    uint32_t next_free; /* free-list link while free */
-    mio_interest interest;
+    uint32_t gen; /* never 0: tokens are never 0 */
 };
 
 struct mio__slab {
