@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <mio/event.h>
@@ -140,6 +141,7 @@ static void acceptor_burst(struct acceptor *a, unsigned l)
     struct mio__pool_counters *st = acceptor_counters(pool);
     int lfd = pool->listeners[l].fds[0];
     struct mio__handoff h;
+    mio_addr peer;
 
     for (unsigned k = 0; k < pool->opts.accept_batch; k++) {
         unsigned wi = acceptor_pick(a);
@@ -150,13 +152,18 @@ static void acceptor_burst(struct acceptor *a, unsigned l)
                 return;
             continue;
         }
-        fd = mio__pool_accept(lfd, &h.peer);
+        fd = mio__pool_accept(lfd, &peer);
         mio__count(&st->accept_calls, 1);
         if (fd >= 0) {
             struct mio__pool_worker *w = &pool->workers[wi];
 
             h.fd = fd;
             h.listener = l;
+            h.peer_len = 0;
+            if (peer.len <= sizeof(h.peer)) {
+                memcpy(&h.peer, &peer.u, peer.len);
+                h.peer_len = peer.len;
+            }
             /* We are the only producer and saw room: the push cannot fail. */
             if (!mio__pool_ring_push(w, &h)) {
                 (void)close(fd);

@@ -7,7 +7,9 @@
 #endif
 
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <mio/net.h>
 #include "internal/pool_int.h"
 #include "internal/pr.h"
@@ -67,6 +69,21 @@ static bool worker_pending(void *arg)
     return mio__pool_ring_len(arg) > 0;
 }
 
+/* The peer address of a hand-off, as the accept callback receives it. */
+static void handoff_peer(const struct mio__handoff *h, mio_addr *peer)
+{
+    if (h->peer_len > 0) {
+        peer->len = h->peer_len;
+        memcpy(&peer->u, &h->peer, h->peer_len);
+        return;
+    }
+    peer->len = sizeof(peer->u);
+    if (getpeername(h->fd, &peer->u.sa, &peer->len) == -1) {
+        peer->len = sizeof(sa_family_t); /* gone already: an address of the family only */
+        peer->u.sa.sa_family = AF_UNSPEC;
+    }
+}
+
 /* Worker thread. Delivers at most one ring's worth per call so a producer refilling the ring
  * cannot keep the reactor here forever (pending() keeps the loop from blocking meanwhile). */
 static void worker_drain(mio_reactor *r, void *arg)
@@ -75,6 +92,7 @@ static void worker_drain(mio_reactor *r, void *arg)
     mio_pool *pool = w->pool;
     unsigned budget = ck_ring_capacity(&w->ring);
     struct mio__handoff h;
+    mio_addr peer;
     bool took = false;
 
     while (budget-- > 0 && mio__pool_ring_pop(w, &h)) {
@@ -84,8 +102,9 @@ static void worker_drain(mio_reactor *r, void *arg)
             continue;
         }
         mio__count(&w->st.accepted, 1);
+        handoff_peer(&h, &peer);
         mio__known_nonblocking_fd = h.fd;
-        pool->listeners[h.listener].fn(r, h.fd, &h.peer, pool->listeners[h.listener].arg);
+        pool->listeners[h.listener].fn(r, h.fd, &peer, pool->listeners[h.listener].arg);
         mio__known_nonblocking_fd = -1;
     }
     /* Pairs with the acceptor's fence after it sets full_paused: either it sees the room we made,
