@@ -17,7 +17,7 @@
 #include "internal/pool_int.h"
 #include "internal/reactor_int.h"
 
-#define POOL_RING_DEFAULT 4096u
+#define POOL_RING_DEFAULT 1024u
 #define POOL_BACKLOG_DEFAULT 1024
 #define POOL_BATCH_DEFAULT 256u
 

@@ -212,7 +212,6 @@ void mio_reactor_free(mio_reactor *r)
 int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn, void *arg,
                     mio_token *out)
 {
-    struct mio__slot *slot;
     uint64_t token;
     uint32_t idx;
     int err;
@@ -225,15 +224,13 @@ int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn,
     if (err < 0)
         return err;
     token = mio__slab_token(&r->slab, idx);
-    err = mio_registry_register(r->reg, fd, (mio_token)token, interest);
+    err = mio__slab_set(&r->slab, idx, fn, arg, fd);
+    if (err == 0)
+        err = mio_registry_register(r->reg, fd, (mio_token)token, interest);
     if (err < 0) {
         mio__slab_release(&r->slab, idx);
         return err;
     }
-    slot = mio__slab_at(&r->slab, idx);
-    slot->fn = fn;
-    slot->arg = arg;
-    slot->fd = fd;
     ctr_set(&r->st.handlers, r->slab.used);
     if (out != NULL)
         *out = (mio_token)token;
@@ -466,7 +463,7 @@ static int iterate(mio_reactor *r, int timeout_ms)
             stale++; /* removed (maybe reused) earlier in this batch */
             continue;
         }
-        slot->fn(r, token, ev, slot->arg);
+        mio__slab_fn(&r->slab, slot)(r, token, ev, mio__slab_arg(slot));
         handlers++;
     }
     if (handlers > 0)
@@ -577,8 +574,8 @@ unsigned mio__reactor_each(mio_reactor *r, mio_io_fn io, void (*fn)(void *harg, 
     for (uint32_t i = 0; i < r->slab.npages * MIO__SLAB_PAGE_SLOTS; i++) {
         struct mio__slot *slot = mio__slab_at(&r->slab, i);
 
-        if (slot->fn == io) {
-            fn(slot->arg, ctx);
+        if (slot->fn != MIO__SLAB_FN_FREE && mio__slab_fn(&r->slab, slot) == io) {
+            fn(mio__slab_arg(slot), ctx);
             n++;
         }
     }

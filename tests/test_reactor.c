@@ -183,6 +183,107 @@ static void test_dispatch_and_tokens(void **state)
     mio_reactor_free(r);
 }
 
+/* More distinct handler functions than the slab's function table holds (254): the rest are
+ * stored boxed. Every handler must still get its own calls with its own arg, the handler walk must
+ * find boxed ones, and boxes must be freed at remove and at reactor free (ASan/valgrind). */
+#define NFN 300
+struct fn_hit {
+    int fn_id, calls;
+};
+#define FN_DEF(n)                                                                                  \
+    static void fn_##n(mio_reactor *r, mio_token t, const mio_event *ev, void *arg)               \
+    {                                                                                              \
+        struct fn_hit *h = arg;                                                                    \
+        (void)r, (void)t, (void)ev;                                                                \
+        h->fn_id = n;                                                                              \
+        h->calls++;                                                                                \
+    }
+#define FN_DEF10(n)                                                                                \
+    FN_DEF(n##0) FN_DEF(n##1) FN_DEF(n##2) FN_DEF(n##3) FN_DEF(n##4) FN_DEF(n##5) FN_DEF(n##6)    \
+    FN_DEF(n##7) FN_DEF(n##8) FN_DEF(n##9)
+#define FN_DEF100(n)                                                                               \
+    FN_DEF10(n##0) FN_DEF10(n##1) FN_DEF10(n##2) FN_DEF10(n##3) FN_DEF10(n##4) FN_DEF10(n##5)     \
+    FN_DEF10(n##6) FN_DEF10(n##7) FN_DEF10(n##8) FN_DEF10(n##9)
+FN_DEF100(1) FN_DEF100(2) FN_DEF100(3)
+#define FN_REF(n) fn_##n,
+#define FN_REF10(n)                                                                                \
+    FN_REF(n##0) FN_REF(n##1) FN_REF(n##2) FN_REF(n##3) FN_REF(n##4) FN_REF(n##5) FN_REF(n##6)    \
+    FN_REF(n##7) FN_REF(n##8) FN_REF(n##9)
+#define FN_REF100(n)                                                                               \
+    FN_REF10(n##0) FN_REF10(n##1) FN_REF10(n##2) FN_REF10(n##3) FN_REF10(n##4) FN_REF10(n##5)     \
+    FN_REF10(n##6) FN_REF10(n##7) FN_REF10(n##8) FN_REF10(n##9)
+static const mio_io_fn fn_table[NFN] = {FN_REF100(1) FN_REF100(2) FN_REF100(3)};
+
+static void walk_count(void *harg, void *ctx)
+{
+    (void)harg;
+    (*(int *)ctx)++;
+}
+
+static int run_until(mio_reactor *r, int want)
+{
+    int total = 0;
+    for (int k = 0; k < 20 && total < want; k++) {
+        int n = mio_reactor_run_once(r, 2000);
+        assert_true(n >= 0);
+        total += n;
+    }
+    return total;
+}
+
+static void test_many_distinct_handlers(void **state)
+{
+    (void)state;
+    int before = mio_test_fd_count();
+    mio_reactor *r = new_reactor();
+    static struct fn_hit hit[NFN];
+    static int fds[NFN];
+    static mio_token tok[NFN];
+
+    memset(hit, 0, sizeof hit);
+    for (int i = 0; i < NFN; i++) {
+        fds[i] = core_eventfd(0);
+        assert_int_equal(mio_reactor_add(r, fds[i], MIO_READABLE, fn_table[i], &hit[i], &tok[i]),
+                         0);
+    }
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < NFN; i++)
+            core_eventfd_add(fds[i], 1);
+        assert_int_equal(run_until(r, NFN), NFN);
+        for (int i = 0; i < NFN; i++) {
+            assert_int_equal(hit[i].calls, round + 1);
+            assert_int_equal(hit[i].fn_id, 100 + i); /* fn_100 .. fn_399 */
+        }
+    }
+    for (int i = 0; i < NFN; i++) {
+        int seen = 0;
+        assert_int_equal(mio__reactor_each(r, fn_table[i], walk_count, &seen), 1);
+        assert_int_equal(seen, 1);
+    }
+    /* Remove every other one (boxed ones included), then re-add them with other functions. */
+    for (int i = 0; i < NFN; i += 2) {
+        assert_int_equal(mio_reactor_remove(r, tok[i]), 0);
+        assert_int_equal(mio_reactor_modify(r, tok[i], MIO_READABLE), -ENOENT);
+    }
+    assert_int_equal(stats_of(r).handlers, NFN / 2);
+    for (int i = 0; i < NFN; i += 2) {
+        memset(&hit[i], 0, sizeof hit[i]);
+        assert_int_equal(
+            mio_reactor_add(r, fds[i], MIO_READABLE, fn_table[NFN - 2 - i], &hit[i], &tok[i]), 0);
+        core_eventfd_add(fds[i], 1);
+    }
+    assert_int_equal(run_until(r, NFN / 2), NFN / 2);
+    for (int i = 0; i < NFN; i += 2) {
+        assert_int_equal(hit[i].calls, 1);
+        assert_int_equal(hit[i].fn_id, 100 + NFN - 2 - i);
+    }
+    /* The odd ones stay registered: mio_reactor_free must release their boxes. */
+    mio_reactor_free(r);
+    for (int i = 0; i < NFN; i++)
+        close(fds[i]);
+    assert_int_equal(mio_test_fd_count(), before);
+}
+
 static void test_modify(void **state)
 {
     (void)state;
@@ -746,6 +847,7 @@ int main(void)
         CORE_TEST(test_null_arguments),
         CORE_TEST(test_add_errors),
         CORE_TEST(test_dispatch_and_tokens),
+        CORE_TEST(test_many_distinct_handlers),
         CORE_TEST(test_modify),
         CORE_TEST(test_stale_token_never_touches_new_owner),
         CORE_TEST(test_stale_event_never_reaches_new_owner),

@@ -43,7 +43,7 @@ typedef struct mio_pool_opts {
     unsigned workers;      /* 0: one per CPU this process may run on */
     int mode;              /* MIO_POOL_ACCEPTOR or MIO_POOL_REUSEPORT */
     int balance;           /* MIO_BALANCE_ROUND_ROBIN or MIO_BALANCE_LEAST_LOADED */
-    unsigned ring_size;    /* hand-off ring slots per worker (power of two); 0: 4096 */
+    unsigned ring_size;    /* hand-off ring slots per worker (power of two); 0: 1024 */
     int backlog;           /* listen backlog; 0: 1024 */
     unsigned accept_batch; /* accepts per listener readiness before yielding; 0: 256 */
     bool pin_cpus;         /* pin worker i (and the acceptor) to CPUs round robin */
