@@ -376,8 +376,11 @@ int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt)
     if (was_empty) {
         ssize_t n;
 
+        /* One buffer (every mio_conn_write): send(), not sendmsg(): the kernel then skips
+         * copying and checking a msghdr and an iovec array, measurably cheaper per message. */
         do
-            n = mio_sendv(c->fd, iov, iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
+            n = iovcnt == 1 ? mio_send(c->fd, iov[0].iov_base, iov[0].iov_len)
+                            : mio_sendv(c->fd, iov, iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
         while (n == -EINTR);
         if (n < 0 && n != -EAGAIN) {
             conn_teardown(c, (int)n);

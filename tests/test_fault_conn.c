@@ -1,4 +1,4 @@
-/* Fault injection into mio_conn: recv and sendmsg errors on one connection close exactly that
+/* Fault injection into mio_conn: recv, send and sendmsg errors on one connection close exactly that
  * connection with the errno as on_close's reason (and mio_conn_write's result) while a second
  * connection keeps echoing every byte; EINTR is retried, EAGAIN queues and flushes later;
  * epoll_ctl failure on the WRITABLE change and allocation failure at every site (conn, write-queue
@@ -242,7 +242,7 @@ static void test_send_errors(void **state)
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
         econn_open(&a);
         econn_open(&b);
-        fault_arm(FAULT_SENDMSG, 0, 1, errs[i], a.srv);
+        fault_arm(FAULT_SEND, 0, 1, errs[i], a.srv); /* mio_conn_write sends one buffer: send() */
         assert_int_equal(send(a.cli, "ping", 4, MSG_NOSIGNAL), 4);
         run_until_closed(&a);
         assert_int_equal(a.write_err, -errs[i]);
@@ -265,12 +265,12 @@ static void test_send_transient(void **state)
 
     (void)state;
     econn_open(&a);
-    fault_arm(FAULT_SENDMSG, 0, 2, EINTR, a.srv);
+    fault_arm(FAULT_SEND, 0, 2, EINTR, a.srv);
     echo_roundtrip(&a, 3000, 5);
-    assert_int_equal(fault_hits(FAULT_SENDMSG), 2);
-    fault_arm(FAULT_SENDMSG, 0, 1, EAGAIN, a.srv);
+    assert_int_equal(fault_hits(FAULT_SEND), 2);
+    fault_arm(FAULT_SEND, 0, 1, EAGAIN, a.srv);
     echo_roundtrip(&a, 300000, 6);
-    assert_int_equal(fault_hits(FAULT_SENDMSG), 1);
+    assert_int_equal(fault_hits(FAULT_SEND), 1);
     assert_int_equal(a.write_err, 0);
     assert_int_equal(a.closes, 0);
     econn_done(&a);
@@ -284,12 +284,13 @@ static void test_flush_error(void **state)
     (void)state;
     econn_open(&a);
     econn_open(&b);
-    /* first send says "full" (bytes queued, WRITABLE requested), the flush then fails */
-    fault_arm(FAULT_SENDMSG, 0, 1, EAGAIN, a.srv);
+    /* first send (send()) says "full" (bytes queued, WRITABLE requested), the flush (sendmsg)
+     * then fails */
+    fault_arm(FAULT_SEND, 0, 1, EAGAIN, a.srv);
     assert_int_equal(send(a.cli, "ping", 4, MSG_NOSIGNAL), 4);
-    for (int i = 0; i < 200 && fault_hits(FAULT_SENDMSG) == 0; i++)
+    for (int i = 0; i < 200 && fault_hits(FAULT_SEND) == 0; i++)
         assert_true(mio_reactor_run_once(r, 5) >= 0);
-    assert_int_equal(fault_hits(FAULT_SENDMSG), 1);
+    assert_int_equal(fault_hits(FAULT_SEND), 1);
     fault_arm(FAULT_SENDMSG, 0, -1, EPIPE, a.srv);
     run_until_closed(&a);
     assert_int_equal(a.reason, -EPIPE);
@@ -308,7 +309,7 @@ static void test_modify_error(void **state)
     (void)state;
     econn_open(&a);
     econn_open(&b);
-    fault_arm(FAULT_SENDMSG, 0, 1, EAGAIN, a.srv);
+    fault_arm(FAULT_SEND, 0, 1, EAGAIN, a.srv);
     fault_arm(FAULT_EPOLL_CTL, 0, 1, ENOMEM, a.srv);
     assert_int_equal(send(a.cli, "ping", 4, MSG_NOSIGNAL), 4);
     run_until_closed(&a);
