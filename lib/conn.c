@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 #include <mio/conn.h>
 #include <mio/net.h>
@@ -243,14 +244,19 @@ static void conn_read(mio_conn *c, bool rdhup)
     }
 }
 
+/* The readiness bits are tested here directly (mio_event is struct epoll_event) rather than with
+ * five out-of-line mio_event_is_* calls per event; the sets are those of lib/event.c:
+ * writable|write_closed|error = OUT|HUP|ERR, readable|read_closed|error = IN|PRI|HUP|ERR,
+ * read_closed = HUP, or IN with RDHUP. */
 static void conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, void *arg)
 {
     mio_conn *c = arg;
+    uint32_t e = ev->events;
 
     (void)r;
     (void)token;
     c->flags |= F_IN_IO;
-    if (mio_event_is_error(ev)) {
+    if (e & EPOLLERR) {
         int err = mio_socket_take_error(c->fd);
 
         if (err < 0) {
@@ -258,12 +264,10 @@ static void conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, voi
             goto out;
         }
     }
-    if (conn_has_queue(c) &&
-        (mio_event_is_writable(ev) || mio_event_is_write_closed(ev) || mio_event_is_error(ev)))
+    if ((e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && conn_has_queue(c))
         conn_flush(c);
-    if (!(c->flags & F_DEAD) &&
-        (mio_event_is_readable(ev) || mio_event_is_read_closed(ev) || mio_event_is_error(ev)))
-        conn_read(c, mio_event_is_read_closed(ev));
+    if (!(c->flags & F_DEAD) && (e & (EPOLLIN | EPOLLPRI | EPOLLHUP | EPOLLERR)))
+        conn_read(c, (e & EPOLLHUP) || (e & (EPOLLIN | EPOLLRDHUP)) == (EPOLLIN | EPOLLRDHUP));
 out:
     c->flags &= (uint16_t)~F_IN_IO;
     if (c->flags & F_DEAD)
@@ -357,12 +361,12 @@ err_free:
     return err;
 }
 
+static int conn_enqueue(mio_conn *c, const struct iovec *iov, int iovcnt, size_t sent);
+
 int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt)
 {
     size_t total = 0, sent = 0;
-    struct conn_ext *x;
     bool was_empty;
-    int err;
 
     if (c == NULL || iovcnt < 0 || (iovcnt > 0 && iov == NULL))
         return -EINVAL;
@@ -390,7 +394,15 @@ int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt)
         if (sent == total)
             return 0;
     }
-    x = conn_ext(c);
+    return conn_enqueue(c, iov, iovcnt, sent);
+}
+
+/* Queues iov minus its first `sent` bytes (the socket took those) and asks for WRITABLE. */
+static int conn_enqueue(mio_conn *c, const struct iovec *iov, int iovcnt, size_t sent)
+{
+    struct conn_ext *x = conn_ext(c);
+    int err;
+
     err = x != NULL ? mio__wq_append(&x->wq, mio__reactor_arena(c->r), iov, iovcnt, sent)
                     : -ENOMEM;
     if (err < 0) {
@@ -408,6 +420,20 @@ int mio_conn_write(mio_conn *c, const void *data, size_t len)
 
     if (len > 0 && data == NULL)
         return -EINVAL;
+    /* The echo case, inline: nothing queued, and the socket takes it all. */
+    if (c != NULL && len > 0 && !(c->flags & (F_DEAD | F_CLOSING | F_SHUT_REQ)) &&
+        !conn_has_queue(c)) {
+        ssize_t n = mio_send(c->fd, data, len);
+
+        if ((size_t)n == len)
+            return 0;
+        if (n > 0 || n == -EAGAIN) /* the socket is full: queue the rest */
+            return conn_enqueue(c, &iov, 1, n > 0 ? (size_t)n : 0);
+        if (n != -EINTR) {
+            conn_teardown(c, (int)n);
+            return (int)n;
+        }
+    }
     return mio_conn_writev(c, &iov, 1);
 }
 
