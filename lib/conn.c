@@ -38,34 +38,57 @@ enum {
     F_SHUT_REQ = 1u << 5,   /* mio_conn_shutdown called */
     F_SHUT_DONE = 1u << 6,  /* shutdown(SHUT_WR) issued */
     F_TIMER = 1u << 7,      /* idle timer armed (c->x->timer valid) */
-    F_OWN_OPS = 1u << 8,    /* c->ops is our own copy (the reactor's intern table was full) */
+    F_GONE = 1u << 8,       /* slot released and fd closed (teardown's end) */
 };
+
+#define OPS_OWN 255u /* c->ops: the ops are x->own_ops (the reactor's intern table was full) */
 
 /* What only some conns need: allocated the first time bytes are queued, watermarks are moved or
  * an idle timeout is set, then kept until the conn dies. An idle conn that never needed it costs
- * one 48-byte object plus its reactor slot. */
+ * one 32-byte object plus its reactor slot. */
 struct conn_ext {
     struct mio__wq wq;
     size_t low, high;
     uint64_t last_active; /* reactor time of the last received data (idle timer only) */
     uint64_t idle_ms;
     mio_timer_id timer;
+    mio_conn_ops *own_ops; /* our own copy of the ops when c->ops == OPS_OWN, else NULL */
 };
 
+/* Only what the reactor does not already hold: the fd and the token's generation live in the
+ * conn's slab slot (found by index), the ops in the reactor's intern table (found by index). */
 struct mio_conn {
     mio_reactor *r;
-    const mio_conn_ops *ops; /* the reactor's interned copy (or our own, F_OWN_OPS) */
     void *arg;
-    struct conn_ext *x;      /* NULL until needed */
-    mio_token token;
-    int fd;
+    struct conn_ext *x;    /* NULL until needed */
+    uint32_t slot;         /* our slab slot: fd, generation (the token) */
     uint16_t flags;
+    uint8_t ops;           /* index into the reactor's intern table, or OPS_OWN */
     mio_interest interest; /* what is registered now */
 };
 
 /* The per-connection budget (issue 6: <= 64 bytes of RSS per idle conn, slot included): the conn
- * must stay in jemalloc's 48-byte class. */
-_Static_assert(sizeof(struct mio_conn) <= 48, "mio_conn grew past its memory budget");
+ * must stay in jemalloc's 32-byte class. */
+_Static_assert(sizeof(struct mio_conn) <= 32, "mio_conn grew past its memory budget");
+_Static_assert(MIO__INTERN_MAX < OPS_OWN, "an intern index must fit beside OPS_OWN");
+
+/* Valid until teardown releases the slot (F_GONE). */
+static inline int conn_fd(const mio_conn *c)
+{
+    return mio__slab_at(&mio__reactor_head(c->r)->slab, c->slot)->fd;
+}
+
+static inline mio_token conn_token(const mio_conn *c)
+{
+    return (mio_token)mio__slab_token(&mio__reactor_head(c->r)->slab, c->slot);
+}
+
+static inline const mio_conn_ops *conn_ops(const mio_conn *c)
+{
+    if (c->ops == OPS_OWN)
+        return c->x->own_ops;
+    return mio__reactor_head(c->r)->interned[c->ops];
+}
 
 static inline bool conn_has_queue(const mio_conn *c)
 {
@@ -87,6 +110,7 @@ static struct conn_ext *conn_ext(mio_conn *c)
     x->last_active = mio_reactor_now_ms(c->r);
     x->idle_ms = 0;
     x->timer = 0;
+    x->own_ops = NULL;
     c->x = x;
     return x;
 }
@@ -95,25 +119,28 @@ static void conn_release(mio_conn *c)
 {
     mio__arena arena = mio__reactor_arena(c->r);
 
-    if (c->flags & F_OWN_OPS)
-        mio__free(arena, (void *)c->ops);
+    if (c->x != NULL)
+        mio__free(arena, c->x->own_ops);
     mio__free(arena, c->x);
     mio__free(arena, c);
 }
 
-/* Tears the conn down exactly once: releases the token, cancels the timer, drops the queue, runs
- * on_close(reason), closes the fd. Frees now unless the conn's own handler is on the stack.
+/* Tears the conn down exactly once: cancels the timer, drops the queue, runs on_close(reason),
+ * releases the token, closes the fd. Frees now unless the conn's own handler is on the stack.
+ * The slot (which holds the fd) is released only after on_close, so mio_conn_fd still answers
+ * there; events of this conn harvested meanwhile are dropped all the same (F_DEAD, then the
+ * generation bump).
  * The token is released with mio__reactor_forget (no epoll_ctl): the conn owns its fd and closes it
  * here, which takes it out of epoll. A user who dup()s mio_conn_fd keeps the registration alive
  * past the close; its events then carry a stale token and are dropped (see reactor_int.h). */
 static void conn_teardown(mio_conn *c, int reason)
 {
     mio_reactor *r = c->r;
+    int fd;
 
     if (c->flags & F_DEAD)
         return;
     c->flags |= F_DEAD;
-    (void)mio__reactor_forget(r, c->token);
     if (c->flags & F_TIMER) {
         (void)mio_reactor_timer_cancel(r, c->x->timer);
         c->flags &= (uint16_t)~F_TIMER;
@@ -121,10 +148,12 @@ static void conn_teardown(mio_conn *c, int reason)
     mio__reactor_conn_count_add(r, -1);
     if (c->x != NULL)
         mio__wq_clear(&c->x->wq, mio__reactor_arena(r));
-    if (c->ops->on_close != NULL)
-        c->ops->on_close(c, reason, c->arg);
-    (void)close(c->fd);
-    c->fd = -1;
+    if (conn_ops(c)->on_close != NULL)
+        conn_ops(c)->on_close(c, reason, c->arg);
+    fd = conn_fd(c);
+    (void)mio__reactor_forget(r, conn_token(c));
+    c->flags |= F_GONE;
+    (void)close(fd);
     if (!(c->flags & F_IN_IO))
         conn_release(c);
 }
@@ -145,7 +174,7 @@ static int conn_sync_interest(mio_conn *c)
         want = MIO_READABLE;
     if (want == c->interest)
         return 0;
-    err = mio_reactor_modify(c->r, c->token, want);
+    err = mio_reactor_modify(c->r, conn_token(c), want);
     if (err < 0) {
         conn_teardown(c, err);
         return err;
@@ -162,7 +191,7 @@ static int conn_flushed(mio_conn *c)
         return -EPIPE;
     }
     if ((c->flags & F_SHUT_REQ) && !(c->flags & F_SHUT_DONE)) {
-        int err = mio_socket_shutdown(c->fd, SHUT_WR);
+        int err = mio_socket_shutdown(conn_fd(c), SHUT_WR);
 
         c->flags |= F_SHUT_DONE;
         if (err < 0 && err != -ENOTCONN) {
@@ -183,7 +212,7 @@ static void conn_flush(mio_conn *c)
 
     while (!mio__wq_is_empty(&x->wq)) {
         int cnt = mio__wq_peek(&x->wq, iov, IOV_MAX);
-        ssize_t n = mio_sendv(c->fd, iov, cnt);
+        ssize_t n = mio_sendv(conn_fd(c), iov, cnt);
 
         if (n == -EINTR)
             continue;
@@ -201,8 +230,8 @@ static void conn_flush(mio_conn *c)
         c->flags &= (uint16_t)~F_PAUSED;
         if (conn_sync_interest(c) < 0)
             return;
-        if (c->ops->on_drain != NULL)
-            c->ops->on_drain(c, c->arg);
+        if (conn_ops(c)->on_drain != NULL)
+            conn_ops(c)->on_drain(c, c->arg);
         if (c->flags & F_DEAD)
             return;
     }
@@ -213,23 +242,27 @@ static void conn_flush(mio_conn *c)
  * a drained socket: read on until 0 (EOF) or -EAGAIN. */
 static void conn_read(mio_conn *c, bool rdhup)
 {
-    size_t cap;
-    void *buf = mio__reactor_read_buffer(c->r, &cap);
+    const struct mio__reactor_head *h = mio__reactor_head(c->r);
+    size_t cap = h->read_len;
+    void *buf = h->read_buf;
+    /* Both stay valid while the loop runs: it stops at F_DEAD, before the slot is released. */
+    int fd = mio__slab_at(&h->slab, c->slot)->fd;
+    const mio_conn_ops *ops = conn_ops(c);
 
     while (!(c->flags & (F_DEAD | F_CLOSING | F_PAUSED | F_EOF))) {
-        ssize_t n = mio_recv(c->fd, buf, cap);
+        ssize_t n = mio_recv(fd, buf, cap);
 
         if (n > 0) {
             if (c->x != NULL)
                 c->x->last_active = mio_reactor_now_ms(c->r);
-            c->ops->on_read(c, buf, (size_t)n, c->arg);
+            ops->on_read(c, buf, (size_t)n, c->arg);
             if ((size_t)n < cap && !rdhup)
                 break;
         } else if (n == 0) {
             c->flags |= F_EOF;
             if (c->x != NULL)
                 c->x->last_active = mio_reactor_now_ms(c->r);
-            c->ops->on_read(c, buf, 0, c->arg);
+            ops->on_read(c, buf, 0, c->arg);
             if (!(c->flags & F_DEAD))
                 (void)conn_sync_interest(c);
             break;
@@ -257,7 +290,7 @@ static void conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, voi
     (void)token;
     c->flags |= F_IN_IO;
     if (e & EPOLLERR) {
-        int err = mio_socket_take_error(c->fd);
+        int err = mio_socket_take_error(conn_fd(c));
 
         if (err < 0) {
             conn_teardown(c, err);
@@ -309,6 +342,7 @@ int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mi
 {
     mio__arena arena;
     mio_conn *c;
+    mio_token token;
     int fl, err;
 
     if (r == NULL || fd < 0 || ops == NULL || ops->on_read == NULL)
@@ -327,35 +361,40 @@ int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mi
     c->r = r;
     c->arg = arg;
     c->x = NULL;
-    c->fd = fd;
     c->flags = 0;
     c->interest = MIO_READABLE;
     /* "ops is copied": conns with equal ops share one copy kept by the reactor. */
-    err = mio__reactor_intern(r, ops, sizeof(*ops), (const void **)&c->ops);
+    err = mio__reactor_intern_index(r, ops, sizeof(*ops), &c->ops);
     if (err == -ENOMEM)
         goto err_free;
     if (err < 0) {
-        mio_conn_ops *own = mio__alloc(arena, sizeof(*own));
+        struct conn_ext *x = conn_ext(c);
 
-        if (own == NULL) {
+        if (x == NULL) {
             err = -ENOMEM;
             goto err_free;
         }
-        *own = *ops;
-        c->ops = own;
-        c->flags |= F_OWN_OPS;
+        x->own_ops = mio__alloc(arena, sizeof(*x->own_ops));
+        if (x->own_ops == NULL) {
+            err = -ENOMEM;
+            goto err_ops;
+        }
+        *x->own_ops = *ops;
+        c->ops = OPS_OWN;
     }
-    err = mio_reactor_add(r, fd, MIO_READABLE, conn_on_io, c, &c->token);
+    err = mio_reactor_add(r, fd, MIO_READABLE, conn_on_io, c, &token);
     if (err < 0)
         goto err_ops;
+    c->slot = (uint32_t)token;
     mio__reactor_conn_count_add(r, 1);
     if (out != NULL)
         *out = c;
     return 0;
 
 err_ops:
-    if (c->flags & F_OWN_OPS)
-        mio__free(arena, (void *)c->ops);
+    if (c->x != NULL)
+        mio__free(arena, c->x->own_ops);
+    mio__free(arena, c->x);
 err_free:
     mio__free(arena, c);
     return err;
@@ -383,8 +422,8 @@ int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt)
         /* One buffer (every mio_conn_write): send(), not sendmsg(): the kernel then skips
          * copying and checking a msghdr and an iovec array, measurably cheaper per message. */
         do
-            n = iovcnt == 1 ? mio_send(c->fd, iov[0].iov_base, iov[0].iov_len)
-                            : mio_sendv(c->fd, iov, iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
+            n = iovcnt == 1 ? mio_send(conn_fd(c), iov[0].iov_base, iov[0].iov_len)
+                            : mio_sendv(conn_fd(c), iov, iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
         while (n == -EINTR);
         if (n < 0 && n != -EAGAIN) {
             conn_teardown(c, (int)n);
@@ -423,7 +462,7 @@ int mio_conn_write(mio_conn *c, const void *data, size_t len)
     /* The echo case, inline: nothing queued, and the socket takes it all. */
     if (c != NULL && len > 0 && !(c->flags & (F_DEAD | F_CLOSING | F_SHUT_REQ)) &&
         !conn_has_queue(c)) {
-        ssize_t n = mio_send(c->fd, data, len);
+        ssize_t n = mio_send(conn_fd(c), data, len);
 
         if ((size_t)n == len)
             return 0;
@@ -514,7 +553,9 @@ int mio_conn_set_idle_timeout(mio_conn *c, uint64_t ms)
 
 int mio_conn_fd(const mio_conn *c)
 {
-    return c != NULL ? c->fd : -EINVAL;
+    if (c == NULL)
+        return -EINVAL;
+    return c->flags & F_GONE ? -1 : conn_fd(c);
 }
 
 mio_reactor *mio_conn_reactor(const mio_conn *c)

@@ -36,18 +36,11 @@ _Static_assert(sizeof(mio_token) == 8, "reactor tokens need a 64-bit mio_token")
 #define READ_BUFFER_SIZE (64u * 1024u)
 #define PAD 64
 
-#define INTERN_MAX 16 /* distinct interned entries; past that callers keep their own copies */
-
 enum { STATE_RUNNING = 0, STATE_SLEEPING = 1, STATE_WOKEN = 2 };
 
-struct intern {
-    struct intern *next;
-    size_t len;
-    max_align_t data[]; /* len bytes */
-};
-
 struct mio_reactor {
-    /* Reactor's thread only. */
+    /* Reactor's thread only. First: conns read it inline (reactor_int.h). */
+    struct mio__reactor_head h;
     mio__arena arena;
     bool own_arena;
     bool in_loop; /* inside run / run_once: no nesting */
@@ -57,11 +50,7 @@ struct mio_reactor {
     mio_registry *reg;
     mio_events *events;
     mio_waker *waker;
-    struct mio__slab slab;
     struct mio__reactor_source src;
-    struct intern *interned; /* mio__reactor_intern's table, most recently used first */
-    unsigned ninterned;
-    void *read_buf;
     struct mio__post_queue tasks; /* ck_ring pads its own producer/consumer lines */
     char pad0[PAD];
 
@@ -79,6 +68,8 @@ struct mio_reactor {
 
     struct mio__wheel wheel;
 };
+
+_Static_assert(offsetof(struct mio_reactor, h) == 0, "reactor_int.h reads the head in place");
 
 /* A counter only the reactor writes: a plain read-modify-write published with a single store. */
 static inline void ctr_add(uint64_t *c, uint64_t n)
@@ -140,14 +131,15 @@ int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
     r->arena = arena;
     r->own_arena = own_arena;
     r->now = clock_ms(0);
-    mio__slab_init(&r->slab, arena);
+    mio__slab_init(&r->h.slab, arena);
     mio__wheel_init(&r->wheel, arena, r->now);
 
     err = mio__post_queue_init(&r->tasks, arena, o.post_capacity);
     if (err < 0)
         goto err_free;
-    r->read_buf = mio__alloc(arena, READ_BUFFER_SIZE);
-    if (r->read_buf == NULL) {
+    r->h.read_buf = mio__alloc(arena, READ_BUFFER_SIZE);
+    r->h.read_len = READ_BUFFER_SIZE;
+    if (r->h.read_buf == NULL) {
         err = -ENOMEM;
         goto err_queue;
     }
@@ -169,7 +161,7 @@ err_events:
 err_poll:
     mio_poll_free(r->poll);
 err_buf:
-    mio__free(arena, r->read_buf);
+    mio__free(arena, r->h.read_buf);
 err_queue:
     mio__post_queue_destroy(&r->tasks, arena);
 err_free:
@@ -192,16 +184,12 @@ void mio_reactor_free(mio_reactor *r)
     mio_waker_free(r->waker);
     mio_events_free(r->events);
     mio_poll_free(r->poll);
-    mio__slab_destroy(&r->slab);
+    mio__slab_destroy(&r->h.slab);
     mio__wheel_destroy(&r->wheel);
     mio__post_queue_destroy(&r->tasks, arena); /* queued tasks are dropped unrun */
-    mio__free(arena, r->read_buf);
-    while (r->interned != NULL) {
-        struct intern *next = r->interned->next;
-
-        mio__free(arena, r->interned);
-        r->interned = next;
-    }
+    mio__free(arena, r->h.read_buf);
+    for (unsigned i = 0; i < r->h.ninterned; i++)
+        mio__free(arena, (void *)r->h.interned[i]);
     mio__free(arena, r);
     if (own_arena)
         mio__arena_destroy(arena);
@@ -220,18 +208,18 @@ int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn,
         return -EINVAL;
     if (fd < 0)
         return -EBADF;
-    err = mio__slab_alloc(&r->slab, &idx);
+    err = mio__slab_alloc(&r->h.slab, &idx);
     if (err < 0)
         return err;
-    token = mio__slab_token(&r->slab, idx);
-    err = mio__slab_set(&r->slab, idx, fn, arg, fd);
+    token = mio__slab_token(&r->h.slab, idx);
+    err = mio__slab_set(&r->h.slab, idx, fn, arg, fd);
     if (err == 0)
         err = mio_registry_register(r->reg, fd, (mio_token)token, interest);
     if (err < 0) {
-        mio__slab_release(&r->slab, idx);
+        mio__slab_release(&r->h.slab, idx);
         return err;
     }
-    ctr_set(&r->st.handlers, r->slab.used);
+    ctr_set(&r->st.handlers, r->h.slab.used);
     if (out != NULL)
         *out = (mio_token)token;
     return 0;
@@ -244,7 +232,7 @@ int mio_reactor_modify(mio_reactor *r, mio_token token, mio_interest interest)
 
     if (r == NULL || interest == 0)
         return -EINVAL;
-    slot = mio__slab_lookup(&r->slab, token);
+    slot = mio__slab_lookup(&r->h.slab, token);
     if (slot == NULL)
         return -ENOENT;
     err = mio_registry_reregister(r->reg, slot->fd, token, interest);
@@ -260,7 +248,7 @@ int mio_reactor_remove(mio_reactor *r, mio_token token)
 
     if (r == NULL)
         return -EINVAL;
-    slot = mio__slab_lookup(&r->slab, token);
+    slot = mio__slab_lookup(&r->h.slab, token);
     if (slot == NULL)
         return -ENOENT;
     err = mio_registry_deregister(r->reg, slot->fd);
@@ -271,17 +259,17 @@ int mio_reactor_remove(mio_reactor *r, mio_token token)
     /* Bumping the generation is what drops events of this token already harvested in the
      * current batch: the dispatcher compares generations before every call. The slot itself may
      * be reused at once (slab pages never move or shrink while the reactor lives). */
-    mio__slab_release(&r->slab, (uint32_t)token);
-    ctr_set(&r->st.handlers, r->slab.used);
+    mio__slab_release(&r->h.slab, (uint32_t)token);
+    ctr_set(&r->st.handlers, r->h.slab.used);
     return 0;
 }
 
 int mio__reactor_forget(mio_reactor *r, mio_token token)
 {
-    if (mio__slab_lookup(&r->slab, token) == NULL)
+    if (mio__slab_lookup(&r->h.slab, token) == NULL)
         return -ENOENT;
-    mio__slab_release(&r->slab, (uint32_t)token);
-    ctr_set(&r->st.handlers, r->slab.used);
+    mio__slab_release(&r->h.slab, (uint32_t)token);
+    ctr_set(&r->st.handlers, r->h.slab.used);
     return 0;
 }
 
@@ -458,12 +446,12 @@ static int iterate(mio_reactor *r, int timeout_ms)
             woke = true;
             continue;
         }
-        slot = mio__slab_lookup(&r->slab, token);
+        slot = mio__slab_lookup(&r->h.slab, token);
         if (slot == NULL) {
             stale++; /* removed (maybe reused) earlier in this batch */
             continue;
         }
-        mio__slab_fn(&r->slab, slot)(r, token, ev, mio__slab_arg(slot));
+        mio__slab_fn(&r->h.slab, slot)(r, token, ev, mio__slab_arg(slot));
         handlers++;
     }
     if (handlers > 0)
@@ -544,7 +532,7 @@ void *mio__reactor_read_buffer(mio_reactor *r, size_t *len)
 {
     if (len != NULL)
         *len = READ_BUFFER_SIZE;
-    return r->read_buf;
+    return r->h.read_buf;
 }
 
 int mio__reactor_set_source(mio_reactor *r, const struct mio__reactor_source *src)
@@ -571,10 +559,10 @@ unsigned mio__reactor_each(mio_reactor *r, mio_io_fn io, void (*fn)(void *harg, 
     unsigned n = 0;
 
     /* Index by index, re-reading the bound: fn may grow the slab (pages never move). */
-    for (uint32_t i = 0; i < r->slab.npages * MIO__SLAB_PAGE_SLOTS; i++) {
-        struct mio__slot *slot = mio__slab_at(&r->slab, i);
+    for (uint32_t i = 0; i < r->h.slab.npages * MIO__SLAB_PAGE_SLOTS; i++) {
+        struct mio__slot *slot = mio__slab_at(&r->h.slab, i);
 
-        if (slot->fn != MIO__SLAB_FN_FREE && mio__slab_fn(&r->slab, slot) == io) {
+        if (slot->fn != MIO__SLAB_FN_FREE && mio__slab_fn(&r->h.slab, slot) == io) {
             fn(mio__slab_arg(slot), ctx);
             n++;
         }
@@ -582,29 +570,40 @@ unsigned mio__reactor_each(mio_reactor *r, mio_io_fn io, void (*fn)(void *harg, 
     return n;
 }
 
+int mio__reactor_intern_index(mio_reactor *r, const void *data, size_t len, uint8_t *idx)
+{
+    struct mio__reactor_head *h = &r->h;
+    unsigned i = h->last_interned;
+    void *copy;
+
+    if (i < h->ninterned && h->interned_len[i] == len && memcmp(h->interned[i], data, len) == 0)
+        goto found;
+    for (i = 0; i < h->ninterned; i++)
+        if (h->interned_len[i] == len && memcmp(h->interned[i], data, len) == 0)
+            goto found;
+    if (h->ninterned == MIO__INTERN_MAX)
+        return -ENOSPC;
+    copy = mio__alloc(r->arena, len > 0 ? len : 1);
+    if (copy == NULL)
+        return -ENOMEM;
+    memcpy(copy, data, len);
+    i = h->ninterned++;
+    h->interned[i] = copy;
+    h->interned_len[i] = len;
+found:
+    h->last_interned = i;
+    *idx = (uint8_t)i;
+    return 0;
+}
+
 int mio__reactor_intern(mio_reactor *r, const void *data, size_t len, const void **out)
 {
-    struct intern **pp, *e;
+    uint8_t idx;
+    int err = mio__reactor_intern_index(r, data, len, &idx);
 
-    for (pp = &r->interned; (e = *pp) != NULL; pp = &e->next)
-        if (e->len == len && memcmp(e->data, data, len) == 0) {
-            *pp = e->next; /* move to the front: the next open most likely asks for it again */
-            e->next = r->interned;
-            r->interned = e;
-            *out = e->data;
-            return 0;
-        }
-    if (r->ninterned == INTERN_MAX)
-        return -ENOSPC;
-    e = mio__alloc(r->arena, sizeof(*e) + len);
-    if (e == NULL)
-        return -ENOMEM;
-    e->len = len;
-    memcpy(e->data, data, len);
-    e->next = r->interned;
-    r->interned = e;
-    r->ninterned++;
-    *out = e->data;
+    if (err < 0)
+        return err;
+    *out = r->h.interned[idx];
     return 0;
 }
 

@@ -510,6 +510,65 @@ static void test_close_in_callbacks(void **state)
     free(big);
 }
 
+/* ---- more distinct ops than the reactor interns: the conns past the table keep their own copy ---- */
+
+#define NOPS 24
+
+#define DRAIN_FN(i)                                                                               \
+    static void drain_##i(mio_conn *c, void *arg)                                                 \
+    {                                                                                             \
+        t_on_drain(c, arg);                                                                       \
+    }
+DRAIN_FN(0) DRAIN_FN(1) DRAIN_FN(2) DRAIN_FN(3) DRAIN_FN(4) DRAIN_FN(5) DRAIN_FN(6) DRAIN_FN(7)
+DRAIN_FN(8) DRAIN_FN(9) DRAIN_FN(10) DRAIN_FN(11) DRAIN_FN(12) DRAIN_FN(13) DRAIN_FN(14)
+DRAIN_FN(15) DRAIN_FN(16) DRAIN_FN(17) DRAIN_FN(18) DRAIN_FN(19) DRAIN_FN(20) DRAIN_FN(21)
+DRAIN_FN(22) DRAIN_FN(23)
+
+static void (*const drain_fns[NOPS])(mio_conn *, void *) = {
+    drain_0,  drain_1,  drain_2,  drain_3,  drain_4,  drain_5,  drain_6,  drain_7,
+    drain_8,  drain_9,  drain_10, drain_11, drain_12, drain_13, drain_14, drain_15,
+    drain_16, drain_17, drain_18, drain_19, drain_20, drain_21, drain_22, drain_23,
+};
+
+static void test_many_ops(void **state)
+{
+    static struct tconn t[NOPS];
+    mio_conn_ops ops[NOPS];
+    int cli[NOPS], srv[NOPS];
+    char buf[8];
+
+    (void)state;
+    memset(t, 0, sizeof t);
+    for (int i = 0; i < NOPS; i++) {
+        ops[i] = (mio_conn_ops){t_on_read, t_on_close, drain_fns[i]};
+        make_pair(&cli[i], &srv[i]);
+        t[i].echo = true;
+        assert_int_equal(mio_conn_open(r, srv[i], &ops[i], &t[i], &t[i].c), 0);
+        assert_int_equal(mio_conn_fd(t[i].c), srv[i]);
+    }
+    /* Every conn echoes through its own ops (the caller's copies are gone). */
+    memset(ops, 0, sizeof ops);
+    for (int i = 0; i < NOPS; i++)
+        assert_int_equal(send(cli[i], "ping", 4, 0), 4);
+    for (int i = 0; i < NOPS; i++) {
+        unsigned long long until = mio_test_now_ms() + 30000;
+
+        while (t[i].got < 4 && mio_test_now_ms() < until)
+            assert_true(mio_reactor_run_once(r, 10) >= 0);
+        assert_int_equal(t[i].got, 4);
+        assert_int_equal(recv(cli[i], buf, sizeof buf, 0), 4);
+        assert_memory_equal(buf, "ping", 4);
+    }
+    for (int i = 0; i < NOPS; i++) {
+        t[i].closed_by_user = true;
+        mio_conn_close(t[i].c);
+        assert_int_equal(t[i].closes, 1);
+        assert_int_equal(t[i].reason, 0);
+        assert_int_equal(recv(cli[i], buf, sizeof buf, 0), 0); /* the server side is closed */
+        close(cli[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -519,6 +578,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rst_during_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_in_callbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_ops, setup, teardown),
     };
 
     mio_test_watchdog(280);

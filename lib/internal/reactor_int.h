@@ -8,6 +8,27 @@
 #include <stdint.h>
 #include <mio/reactor.h>
 #include "mem.h"
+#include "slab.h"
+
+#define MIO__INTERN_MAX 16 /* distinct interned entries; past that callers keep their own copies */
+
+/* struct mio_reactor begins with this (reactor.c asserts it), so that conns read their slot (fd,
+ * generation) and their interned ops inline on the per-event path instead of storing copies:
+ * every byte of struct mio_conn counts in an idle connection's footprint. Reactor's thread only. */
+struct mio__reactor_head {
+    struct mio__slab slab;
+    const void *interned[MIO__INTERN_MAX]; /* mio__reactor_intern's table, by index */
+    size_t interned_len[MIO__INTERN_MAX];
+    unsigned ninterned;
+    unsigned last_interned; /* index found or added last (most opens repeat it) */
+    void *read_buf;         /* mio__reactor_read_buffer's, read_len bytes */
+    size_t read_len;
+};
+
+static inline struct mio__reactor_head *mio__reactor_head(mio_reactor *r)
+{
+    return (struct mio__reactor_head *)(void *)r;
+}
 
 /* The reactor's arena: allocate per-reactor objects (conns, write-queue chunks) from it. */
 mio__arena mio__reactor_arena(const mio_reactor *r);
@@ -47,10 +68,13 @@ unsigned mio__reactor_each(mio_reactor *r, mio_io_fn io, void (*fn)(void *harg, 
                            void *ctx);
 
 /* *out = a reactor-owned copy of data[0..len), shared by every caller that interns equal bytes,
- * valid for the reactor's life (conns keep their ops this way instead of one copy each).
+ * valid for the reactor's life (conns keep their ops this way instead of one copy each, as a
+ * one-byte index).
  * Returns 0, -ENOSPC when the table is full (it keeps a few distinct entries: the caller then
  * keeps a copy of its own), or -ENOMEM. */
 int mio__reactor_intern(mio_reactor *r, const void *data, size_t len, const void **out);
+/* The same, giving the entry's index: mio__reactor_head(r)->interned[*idx] is the copy. */
+int mio__reactor_intern_index(mio_reactor *r, const void *data, size_t len, uint8_t *idx);
 /* Any thread (relaxed): number of mio_conns open on the reactor; conn.c adjusts it. */
 uint64_t mio__reactor_conn_count(const mio_reactor *r);
 void mio__reactor_conn_count_add(mio_reactor *r, int64_t delta);
