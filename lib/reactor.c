@@ -256,18 +256,16 @@ int mio_reactor_remove(mio_reactor *r, mio_token token)
      * registration; the token is released all the same. */
     if (err < 0 && err != -EBADF && err != -ENOENT)
         return err;
-    /* Bumping the generation is what drops events of this token already harvested in the
-     * current batch: the dispatcher compares generations before every call. The slot itself may
-     * be reused at once (slab pages never move or shrink while the reactor lives). */
-    mio__slab_release(&r->h.slab, (uint32_t)token);
-    ctr_set(&r->st.handlers, r->h.slab.used);
-    return 0;
+    return mio__reactor_forget(r, token);
 }
 
 int mio__reactor_forget(mio_reactor *r, mio_token token)
 {
     if (mio__slab_lookup(&r->h.slab, token) == NULL)
         return -ENOENT;
+    /* Bumping the generation is what drops events of this token already harvested in the
+     * current batch: the dispatcher compares generations before every call. The slot itself may
+     * be reused at once (slab pages never move or shrink while the reactor lives). */
     mio__slab_release(&r->h.slab, (uint32_t)token);
     ctr_set(&r->st.handlers, r->h.slab.used);
     return 0;
@@ -593,17 +591,6 @@ int mio__reactor_intern_index(mio_reactor *r, const void *data, size_t len, uint
 found:
     h->last_interned = i;
     *idx = (uint8_t)i;
-    return 0;
-}
-
-int mio__reactor_intern(mio_reactor *r, const void *data, size_t len, const void **out)
-{
-    uint8_t idx;
-    int err = mio__reactor_intern_index(r, data, len, &idx);
-
-    if (err < 0)
-        return err;
-    *out = r->h.interned[idx];
     return 0;
 }
 

@@ -17,7 +17,7 @@
  * every byte of struct mio_conn counts in an idle connection's footprint. Reactor's thread only. */
 struct mio__reactor_head {
     struct mio__slab slab;
-    const void *interned[MIO__INTERN_MAX]; /* mio__reactor_intern's table, by index */
+    const void *interned[MIO__INTERN_MAX]; /* mio__reactor_intern_index's table, by index */
     size_t interned_len[MIO__INTERN_MAX];
     unsigned ninterned;
     unsigned last_interned; /* index found or added last (most opens repeat it) */
@@ -67,13 +67,11 @@ bool mio__reactor_wake(mio_reactor *r);
 unsigned mio__reactor_each(mio_reactor *r, mio_io_fn io, void (*fn)(void *harg, void *ctx),
                            void *ctx);
 
-/* *out = a reactor-owned copy of data[0..len), shared by every caller that interns equal bytes,
- * valid for the reactor's life (conns keep their ops this way instead of one copy each, as a
- * one-byte index).
+/* Interns data[0..len): *idx names a reactor-owned copy (h->interned[*idx]) shared by every caller
+ * that interns equal bytes, valid for the reactor's life (conns keep their ops this way, as a
+ * one-byte index, instead of one copy each).
  * Returns 0, -ENOSPC when the table is full (it keeps a few distinct entries: the caller then
  * keeps a copy of its own), or -ENOMEM. */
-int mio__reactor_intern(mio_reactor *r, const void *data, size_t len, const void **out);
-/* The same, giving the entry's index: mio__reactor_head(r)->interned[*idx] is the copy. */
 int mio__reactor_intern_index(mio_reactor *r, const void *data, size_t len, uint8_t *idx);
 /* Any thread (relaxed): number of mio_conns open on the reactor; conn.c adjusts it. */
 uint64_t mio__reactor_conn_count(const mio_reactor *r);
