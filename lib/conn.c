@@ -459,20 +459,7 @@ int mio_conn_write(mio_conn *c, const void *data, size_t len)
 
     if (len > 0 && data == NULL)
         return -EINVAL;
-    /* The echo case, inline: nothing queued, and the socket takes it all. */
-    if (c != NULL && len > 0 && !(c->flags & (F_DEAD | F_CLOSING | F_SHUT_REQ)) &&
-        !conn_has_queue(c)) {
-        ssize_t n = mio_send(conn_fd(c), data, len);
-
-        if ((size_t)n == len)
-            return 0;
-        if (n > 0 || n == -EAGAIN) /* the socket is full: queue the rest */
-            return conn_enqueue(c, &iov, 1, n > 0 ? (size_t)n : 0);
-        if (n != -EINTR) {
-            conn_teardown(c, (int)n);
-            return (int)n;
-        }
-    }
+    /* One iovec: mio_conn_writev sends it with send(), the echo fast path. */
     return mio_conn_writev(c, &iov, 1);
 }
 
