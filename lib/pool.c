@@ -267,6 +267,28 @@ void mio__pool_shed_one(int lfd, int *spare)
     *spare = fd >= 0 ? fd : -1;
 }
 
+enum mio__accept_next mio__pool_accept_failed(int err, int lfd, int *spare,
+                                              struct mio__pool_counters *st)
+{
+    switch (err) {
+    case -EAGAIN:
+        return MIO__ACCEPT_DRAINED;
+    case -ECONNABORTED:
+    case -EPROTO:
+    case -EPERM:
+        mio__count(&st->accept_errors, 1);
+        return MIO__ACCEPT_SKIP;
+    case -EMFILE:
+    case -ENFILE:
+        mio__count(&st->emfile, 1);
+        mio__pool_shed_one(lfd, spare);
+        return MIO__ACCEPT_PAUSE;
+    default: /* ENOBUFS, ENOMEM: the system is short; back off the same way */
+        mio__count(&st->accept_errors, 1);
+        return MIO__ACCEPT_PAUSE;
+    }
+}
+
 /* Owner thread: stops threads that did start (start failure or mio_pool_stop). */
 static void pool_shutdown(mio_pool *pool)
 {

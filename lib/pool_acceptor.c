@@ -5,7 +5,7 @@
  *
  * Pressure: when every ring is full the listeners are deregistered (the kernel backlog holds new
  * connections) until a worker drains and wakes us; on EMFILE/ENFILE one pending connection is
- * accepted with the spare fd and closed, and accepting pauses for EMFILE_PAUSE_MS. The thread
+ * accepted with the spare fd and closed, and accepting pauses for MIO__POOL_ACCEPT_PAUSE_MS. The thread
  * never spins: while paused it sleeps in epoll_wait with a timeout or until woken.
  *
  * The acceptor-wide counters (accept_calls, accept_errors, emfile, listener_paused) are kept on
@@ -27,7 +27,6 @@
 #include "internal/reactor_int.h"
 
 #define WAKER_TOKEN ((mio_token)UINTPTR_MAX)
-#define EMFILE_PAUSE_MS 100
 #define NO_WORKER UINT_MAX
 
 struct acceptor {
@@ -175,26 +174,17 @@ static void acceptor_burst(struct acceptor *a, unsigned l)
             a->touched[wi] = true;
             continue;
         }
-        switch (fd) {
-        case -EAGAIN:
+        switch (mio__pool_accept_failed(fd, lfd, &pool->spare_fd, st)) {
+        case MIO__ACCEPT_DRAINED:
             a->ready[l] = false;
             return;
-        case -ECONNABORTED:
-        case -EPROTO:
-        case -EPERM:
-            mio__count(&st->accept_errors, 1);
+        case MIO__ACCEPT_SKIP:
             continue;
-        case -EMFILE:
-        case -ENFILE:
-            mio__count(&st->emfile, 1);
-            mio__pool_shed_one(lfd, &pool->spare_fd);
-            break;
-        default: /* ENOBUFS, ENOMEM: short of memory, back off the same way */
-            mio__count(&st->accept_errors, 1);
+        case MIO__ACCEPT_PAUSE:
             break;
         }
         a->emfile_paused = true;
-        a->resume_at = now_ms() + EMFILE_PAUSE_MS;
+        a->resume_at = now_ms() + MIO__POOL_ACCEPT_PAUSE_MS;
         (void)acceptor_register(a, false);
         return;
     }

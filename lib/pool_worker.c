@@ -17,7 +17,6 @@
 #include "internal/conn_hint.h"
 
 #define STOP_TICK_MS 2
-#define EMFILE_PAUSE_MS 100
 
 /* ---- the hand-off ring (single producer: the acceptor; single consumer: this worker) ---- */
 
@@ -172,23 +171,13 @@ static void worker_accept_burst(struct mio__pool_worker *w, unsigned l)
             mio__known_nonblocking_fd = -1;
             continue;
         }
-        switch (fd) {
-        case -EAGAIN:
+        switch (mio__pool_accept_failed(fd, lfd, &w->spare_fd, &w->st)) {
+        case MIO__ACCEPT_DRAINED:
             return;
-        case -ECONNABORTED:
-        case -EPROTO:
-        case -EPERM:
-            mio__count(&w->st.accept_errors, 1);
+        case MIO__ACCEPT_SKIP:
             continue;
-        case -EMFILE:
-        case -ENFILE:
-            mio__count(&w->st.emfile, 1);
-            mio__pool_shed_one(lfd, &w->spare_fd);
-            worker_pause(w, EMFILE_PAUSE_MS);
-            return;
-        default: /* ENOBUFS, ENOMEM: the system is short; back off like EMFILE */
-            mio__count(&w->st.accept_errors, 1);
-            worker_pause(w, EMFILE_PAUSE_MS);
+        case MIO__ACCEPT_PAUSE:
+            worker_pause(w, MIO__POOL_ACCEPT_PAUSE_MS);
             return;
         }
     }

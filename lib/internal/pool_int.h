@@ -124,4 +124,19 @@ int mio__pool_accept(int lfd, mio_addr *peer);
 void mio__pool_shed_one(int lfd, int *spare);
 int mio__pool_spare_open(void);
 
+/* How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM: the loop never spins. */
+#define MIO__POOL_ACCEPT_PAUSE_MS 100
+
+/* What an accepting thread does after mio__pool_accept failed with err. */
+enum mio__accept_next {
+    MIO__ACCEPT_DRAINED, /* -EAGAIN: the backlog is empty */
+    MIO__ACCEPT_SKIP,    /* ECONNABORTED/EPROTO/EPERM: counted; accept the next one */
+    MIO__ACCEPT_PAUSE,   /* out of fds (one connection shed with the spare fd) or of memory:
+                            counted; pause accepting for MIO__POOL_ACCEPT_PAUSE_MS */
+};
+/* Classifies err, counts it in st (accept_errors or emfile) and, for EMFILE/ENFILE, sheds one
+ * pending connection through *spare. The one place the accept error policy lives. */
+enum mio__accept_next mio__pool_accept_failed(int err, int lfd, int *spare,
+                                              struct mio__pool_counters *st);
+
 #endif
