@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,16 @@ void mio__free(mio__arena arena, void *p)
         dallocx(p, flags_of(arena));
 }
 
+void mio__mem_thread_start(void)
+{
+    bool on;
+    size_t sz = sizeof on;
+
+    /* Any jemalloc entry point initialises the thread's state; a read of a thread setting is the
+     * cheapest one that allocates nothing for us. */
+    (void)mallctl("thread.tcache.enabled", &on, &sz, NULL, 0);
+}
+
 #else /* plain malloc */
 
 int mio__arena_create(mio__arena *out)
@@ -104,6 +115,10 @@ size_t mio__arena_allocated(mio__arena arena)
 {
     (void)arena;
     return 0;
+}
+
+void mio__mem_thread_start(void)
+{
 }
 
 void *mio__alloc(mio__arena arena, size_t size)

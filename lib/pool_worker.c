@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include <mio/net.h>
+#include "internal/mem.h"
 #include "internal/pool_int.h"
 #include "internal/pr.h"
 #include "internal/reactor_int.h"
@@ -287,6 +288,7 @@ void *mio__pool_worker_main(void *arg)
     struct worker_listen_ctx *ctxs = NULL;
     int err;
 
+    mio__mem_thread_start();
     if (w->pool->opts.pin_cpus)
         mio__pool_pin(w->pool, w->index);
     err = worker_setup(w, &ctxs);

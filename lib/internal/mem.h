@@ -21,4 +21,9 @@ void *mio__calloc(mio__arena arena, size_t n, size_t size);
 void *mio__realloc(mio__arena arena, void *p, size_t size);
 void mio__free(mio__arena arena, void *p); /* NULL accepted */
 
+/* Calling thread, once at its start: sets up the allocator's per-thread state (jemalloc's thread
+ * cache, ~80 KiB) now, as part of the thread's fixed start-up cost, instead of on the thread's
+ * first allocation, which for an acceptor-mode worker is its first connection. */
+void mio__mem_thread_start(void);
+
 #endif
