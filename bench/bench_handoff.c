@@ -7,6 +7,14 @@
  *                    idle between connects, so nearly every hand-off must wake one.
  *   handoff_burst    B connects at once, repeated: the same figures when connections arrive in
  *                    bursts, where one wake serves many hand-offs.
+ *   handoff_busy     handoff_latency while every worker is busy: each runs a task that computes for
+ *                    BUSY_US and posts itself again, so its loop never sleeps. This is the case
+ *                    wake elision exists for: a hand-off to a running worker needs no wake at all.
+ *   handoff_half_busy, handoff_half_busy_awake   only worker 0 is busy, the others sleep: round
+ *                    robin wakes a sleeper for its share, MIO_BALANCE_AWAKE_FIRST gives the busy
+ *                    one the connections its load margin allows (the accept callback here closes
+ *                    the fd at once, so loads stay 0 and it takes them all).
+ * The busy runs use N/5 connections: computing workers slow the client and the acceptor down.
  * Usage: bench_handoff [--workers W] [--n N] [--burst B] */
 #include <errno.h>
 #include <pthread.h>
@@ -52,6 +60,22 @@ static void on_accept(mio_reactor *w, int fd, const mio_addr *peer, void *arg)
     atomic_fetch_add_explicit(&accepted, 1, memory_order_release);
 }
 
+/* ---- busy workers ---- */
+
+#define BUSY_US 20
+static atomic_bool busy_on;
+
+static void busy_task(mio_reactor *r, void *arg)
+{
+    uint64_t until = now_ns() + BUSY_US * 1000u;
+    volatile uint64_t sink = 0;
+
+    while (now_ns() < until)
+        sink++;
+    if (atomic_load(&busy_on) && mio_reactor_post(r, busy_task, arg) < 0)
+        fprintf(stderr, "bench_handoff: busy task could not repost\n");
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -70,7 +94,8 @@ static void wait_accepted(uint64_t target)
     }
 }
 
-static void run(const char *name, unsigned workers, unsigned long n, unsigned burst)
+static void run(const char *name, unsigned workers, unsigned long n, unsigned burst,
+                unsigned busy, int balance)
 {
     mio_pool_opts o;
     mio_pool *pool;
@@ -80,6 +105,7 @@ static void run(const char *name, unsigned workers, unsigned long n, unsigned bu
 
     memset(&o, 0, sizeof o);
     o.workers = workers;
+    o.balance = balance;
     if ((err = mio_pool_new(&o, &pool)) < 0)
         die("mio_pool_new", err);
     mio_addr_parse("127.0.0.1:0", &any);
@@ -89,6 +115,10 @@ static void run(const char *name, unsigned workers, unsigned long n, unsigned bu
         die("mio_pool_local_addr", err);
     if ((err = mio_pool_start(pool)) < 0)
         die("mio_pool_start", err);
+    atomic_store(&busy_on, busy > 0);
+    for (unsigned i = 0; i < busy && i < mio_pool_workers(pool); i++)
+        if ((err = mio_reactor_post(mio_pool_worker(pool, i), busy_task, NULL)) < 0)
+            die("mio_reactor_post", err);
 
     atomic_store(&accepted, 0);
     atomic_store(&seq_accept, 0);
@@ -116,6 +146,7 @@ static void run(const char *name, unsigned workers, unsigned long n, unsigned bu
             handed += st.handed_off;
         }
     }
+    atomic_store(&busy_on, false);
     mio_pool_stop(pool, 1000);
     mio_pool_free(pool);
 
@@ -154,8 +185,12 @@ int main(int argc, char **argv)
     start_ns = calloc(n, sizeof *start_ns);
     if (lat_ns == NULL || start_ns == NULL)
         die("calloc", -ENOMEM);
-    run("handoff_latency", workers, n, 1);
-    run("handoff_burst", workers, n, burst);
+    run("handoff_latency", workers, n, 1, 0, MIO_BALANCE_ROUND_ROBIN);
+    run("handoff_burst", workers, n, burst, 0, MIO_BALANCE_ROUND_ROBIN);
+    n = n / 5 > 0 ? n / 5 : 1;
+    run("handoff_busy", workers, n, 1, workers, MIO_BALANCE_ROUND_ROBIN);
+    run("handoff_half_busy", workers, n, 1, 1, MIO_BALANCE_ROUND_ROBIN);
+    run("handoff_half_busy_awake", workers, n, 1, 1, MIO_BALANCE_AWAKE_FIRST);
     free(lat_ns);
     free(start_ns);
     return 0;

@@ -21,12 +21,13 @@ static void pool_main_usage(FILE *f, const char *prog, const char *what)
 {
     fprintf(f,
             "usage: %s [--listen ADDR] [--workers N] [--mode acceptor|reuseport]\n"
-            "          [--balance rr|least] [--help]\n"
+            "          [--balance rr|least|awake] [--help]\n"
             "%s\n"
             "  --listen ADDR   address to listen on (default 127.0.0.1:7000; port 0 picks one)\n"
             "  --workers N     worker threads (default: online CPUs)\n"
             "  --mode M        acceptor (one accept thread hands off, default) or reuseport\n"
-            "  --balance B     rr (round robin, default) or least (least loaded); acceptor mode\n"
+            "  --balance B     rr (round robin, default), least (least loaded) or awake\n"
+            "                  (awake workers first: fewer wake-ups); acceptor mode\n"
             "The first line printed is the address listened on. SIGINT/SIGTERM stop gracefully\n"
             "and print a summary; SIGUSR1 prints per-worker stats.\n",
             prog, what);
@@ -86,6 +87,8 @@ static int pool_main(int argc, char **argv, const char *what, mio_accept_fn fn)
                 opts.balance = MIO_BALANCE_ROUND_ROBIN;
             else if (strcmp(optarg, "least") == 0)
                 opts.balance = MIO_BALANCE_LEAST_LOADED;
+            else if (strcmp(optarg, "awake") == 0)
+                opts.balance = MIO_BALANCE_AWAKE_FIRST;
             else
                 goto usage;
             break;

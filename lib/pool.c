@@ -64,7 +64,8 @@ int mio_pool_new(const mio_pool_opts *opts, mio_pool **out)
     if (opts != NULL)
         o = *opts;
     if ((o.mode != MIO_POOL_ACCEPTOR && o.mode != MIO_POOL_REUSEPORT) ||
-        (o.balance != MIO_BALANCE_ROUND_ROBIN && o.balance != MIO_BALANCE_LEAST_LOADED) ||
+        (o.balance != MIO_BALANCE_ROUND_ROBIN && o.balance != MIO_BALANCE_LEAST_LOADED &&
+         o.balance != MIO_BALANCE_AWAKE_FIRST) ||
         o.backlog < 0 || o.workers > 4096)
         return -EINVAL;
     pool = mio__calloc(0, 1, sizeof(*pool));

@@ -1,7 +1,7 @@
 /* Pool acceptor thread (acceptor mode): owns a poll with the listeners and a waker. On readiness
- * it accepts in batches, picks a worker per connection (round robin or least loaded), pushes
- * {fd, peer} into that worker's ring and, after the burst, wakes each worker that received fds at
- * most once (mio__reactor_wake elides the syscall when the worker is not asleep).
+ * it accepts in batches, picks a worker per connection (round robin, least loaded, or awake
+ * first), pushes {fd, peer} into that worker's ring and, after the burst, wakes each worker that
+ * received fds at most once (mio__reactor_wake elides the syscall when the worker is not asleep).
  *
  * Pressure: when every ring is full the listeners are deregistered (the kernel backlog holds new
  * connections) until a worker drains and wakes us; on EMFILE/ENFILE one pending connection is
@@ -34,6 +34,7 @@ struct acceptor {
     mio_registry *reg;
     bool *ready;    /* listener i may have connections we have not accepted yet */
     bool *touched;  /* worker i received fds in this burst */
+    uint64_t *load; /* awake-first: per-worker load of the current pick (scratch) */
     bool registered; /* listeners are in the poll */
     bool emfile_paused;
     uint64_t resume_at; /* emfile pause end, monotonic ms */
@@ -74,6 +75,48 @@ static int acceptor_register(struct acceptor *a, bool on)
     return err;
 }
 
+static uint64_t worker_load(struct mio__pool_worker *w)
+{
+    return mio__pool_ring_len(w) + mio__reactor_conn_count(w->r);
+}
+
+/* MIO_BALANCE_AWAKE_FIRST: the first awake worker in rotation order whose load is within the
+ * margin of the least loaded one; else the first with room. A worker this burst already handed
+ * fds to counts as awake: its one wake is paid for. */
+static unsigned acceptor_pick_awake(struct acceptor *a)
+{
+    mio_pool *pool = a->pool;
+    unsigned n = pool->nworkers, start = pool->rr_next % n, first = NO_WORKER;
+    uint64_t min_load = UINT64_MAX;
+
+    for (unsigned i = 0; i < n; i++) {
+        struct mio__pool_worker *w = &pool->workers[i];
+        uint64_t load;
+
+        a->load[i] = UINT64_MAX; /* no room */
+        if (!mio__pool_ring_has_room(w)) {
+            mio__count(&w->st.ring_full, 1);
+            continue;
+        }
+        load = worker_load(w);
+        a->load[i] = load;
+        if (load < min_load)
+            min_load = load;
+    }
+    for (unsigned k = 0; k < n; k++) {
+        unsigned i = (start + k) % n;
+
+        if (a->load[i] == UINT64_MAX)
+            continue;
+        if (first == NO_WORKER)
+            first = i;
+        if (a->load[i] <= min_load + min_load / 4 + 16 &&
+            (a->touched[i] || mio__reactor_awake(pool->workers[i].r)))
+            return i;
+    }
+    return first;
+}
+
 /* Picks the worker for the next connection, or NO_WORKER when every ring is full. */
 static unsigned acceptor_pick(struct acceptor *a)
 {
@@ -81,6 +124,8 @@ static unsigned acceptor_pick(struct acceptor *a)
     unsigned n = pool->nworkers, start = pool->rr_next % n, best = NO_WORKER;
     uint64_t best_load = UINT64_MAX;
 
+    if (pool->opts.balance == MIO_BALANCE_AWAKE_FIRST)
+        return acceptor_pick_awake(a);
     for (unsigned k = 0; k < n; k++) {
         unsigned i = (start + k) % n;
         struct mio__pool_worker *w = &pool->workers[i];
@@ -94,7 +139,7 @@ static unsigned acceptor_pick(struct acceptor *a)
             best = i;
             break;
         }
-        load = mio__pool_ring_len(w) + mio__reactor_conn_count(w->r);
+        load = worker_load(w);
         if (load < best_load) {
             best_load = load;
             best = i;
@@ -103,15 +148,15 @@ static unsigned acceptor_pick(struct acceptor *a)
     return best;
 }
 
-/* A connection went to worker wi: round robin moves past it; least loaded rotates where ties
- * start. Only a hand-off advances the rotation: a pick whose accept found nothing (the -EAGAIN
+/* A connection went to worker wi: round robin and awake-first move past it; least loaded
+ * rotates where ties start. Only a hand-off advances the rotation: a pick whose accept found nothing (the -EAGAIN
  * that ends every burst) must not, or bursts of one connection would all land on the same worker
  * (that was the 49/31 split of 80 connections over 2 workers). */
 static void acceptor_advance(struct acceptor *a, unsigned wi)
 {
     mio_pool *pool = a->pool;
 
-    pool->rr_next = pool->opts.balance == MIO_BALANCE_ROUND_ROBIN ? wi + 1 : pool->rr_next % pool->nworkers + 1;
+    pool->rr_next = pool->opts.balance != MIO_BALANCE_LEAST_LOADED ? wi + 1 : pool->rr_next % pool->nworkers + 1;
 }
 
 /* Every ring is full: stop listening until a worker drains. Returns true when we paused. */
@@ -281,7 +326,9 @@ void *mio__pool_acceptor_main(void *arg)
         mio__pool_pin(pool, pool->nworkers);
     a.ready = mio__calloc(0, pool->nlisteners, sizeof(*a.ready));
     a.touched = mio__calloc(0, pool->nworkers, sizeof(*a.touched));
-    err = (a.ready == NULL || a.touched == NULL) ? -ENOMEM : mio_events_new(64, &events);
+    a.load = mio__calloc(0, pool->nworkers, sizeof(*a.load));
+    err = (a.ready == NULL || a.touched == NULL || a.load == NULL) ? -ENOMEM
+                                                                  : mio_events_new(64, &events);
     if (err == 0)
         err = acceptor_register(&a, true);
     mio__pool_thread_running(pool, err);
@@ -292,5 +339,6 @@ void *mio__pool_acceptor_main(void *arg)
     mio_events_free(events);
     mio__free(0, a.ready);
     mio__free(0, a.touched);
+    mio__free(0, a.load);
     return NULL;
 }

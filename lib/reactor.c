@@ -288,6 +288,11 @@ bool mio__reactor_wake(mio_reactor *r)
     return false;
 }
 
+bool mio__reactor_awake(mio_reactor *r)
+{
+    return mio__pr_load_uint(&r->state) != STATE_SLEEPING;
+}
+
 int mio_reactor_post(mio_reactor *r, mio_task_fn fn, void *arg)
 {
     int err;

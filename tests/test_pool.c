@@ -478,6 +478,90 @@ static void test_least_loaded(void **state)
     assert_int_equal(mio_test_fd_count(), base);
 }
 
+/* awake first: worker 0 stays busy (a task that reposts itself, so its loop never sleeps) while
+ * worker 1 sleeps: new connections go to worker 0 without a wake until its load passes the
+ * margin over worker 1's (a quarter above it plus 16); then worker 1 is woken for one. */
+static atomic_bool keep_busy;
+static atomic_int busy_runs;
+
+static void busy_task(mio_reactor *r, void *arg)
+{
+    atomic_fetch_add(&busy_runs, 1);
+    if (atomic_load(&keep_busy)) {
+        usleep(50);
+        assert_int_equal(mio_reactor_post(r, busy_task, arg), 0);
+    }
+}
+
+static void connect_one(const mio_addr *a, int *fd, int opened)
+{
+    *fd = mio_tcp_stream_connect(a);
+    assert_true(*fd >= 0);
+    wait_for(&n_opened, opened, 10000);
+}
+
+static void test_awake_first(void **state)
+{
+    int base = mio_test_fd_count(), fds[40], n = 0;
+    unsigned long long until;
+    struct mio_reactor_stats rs;
+    mio_worker_stats s0, s1;
+    mio_addr a;
+    mio_pool *pool;
+
+    (void)state;
+    reset_server();
+    atomic_store(&keep_busy, true);
+    atomic_store(&busy_runs, 0);
+    pool = start_pool(2, MIO_POOL_ACCEPTOR, MIO_BALANCE_AWAKE_FIRST, echo_accept, &a, NULL);
+    assert_int_equal(mio_reactor_post(mio_pool_worker(pool, 0), busy_task, NULL), 0);
+    /* worker 1 has nothing to do: wait until it has gone to sleep */
+    until = mio_test_now_ms() + 10000;
+    do {
+        usleep(1000);
+        assert_int_equal(mio_reactor_stats(mio_pool_worker(pool, 1), &rs), 0);
+    } while (rs.sleeps == 0 && mio_test_now_ms() < until);
+    assert_true(rs.sleeps > 0);
+    assert_true(atomic_load(&busy_runs) > 0);
+
+    for (; n < 10; n++)
+        connect_one(&a, &fds[n], n + 1);
+    assert_int_equal(mio_pool_stats(pool, 0, &s0), 0);
+    assert_int_equal(mio_pool_stats(pool, 1, &s1), 0);
+    assert_int_equal(s0.handed_off, 10);
+    assert_int_equal(s0.wakes_performed, 0);
+    assert_int_equal(s1.handed_off, 0);
+    assert_int_equal(s1.wakes_performed, 0);
+
+    /* past the margin the sleeping worker gets its share, and the spread stays within it */
+    for (; n < 40; n++) {
+        connect_one(&a, &fds[n], n + 1);
+        assert_int_equal(mio_pool_stats(pool, 0, &s0), 0);
+        assert_int_equal(mio_pool_stats(pool, 1, &s1), 0);
+        assert_true(s0.active <= s1.active + s1.active / 4 + 17);
+    }
+    assert_int_equal(s0.handed_off + s1.handed_off, 40);
+    assert_true(s1.handed_off >= 1);
+    assert_true(s1.wakes_performed >= 1);
+    assert_true(s0.handed_off >= 17);
+
+    atomic_store(&keep_busy, false);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    wait_for(&n_closed, n, 10000);
+    assert_int_equal(mio_pool_stop(pool, 0), 0);
+    mio_pool_free(pool);
+    assert_int_equal(atomic_load(&n_bad_close), 0);
+    assert_int_equal(atomic_load(&n_bad_fd), 0);
+    assert_int_equal(mio_test_fd_count(), base);
+}
+
+static void test_echo_acceptor_awake_2(void **state)
+{
+    (void)state;
+    echo_run(2, MIO_POOL_ACCEPTOR, MIO_BALANCE_AWAKE_FIRST);
+}
+
 /* ---- ring full: workers stuck, listener paused, re-armed, nothing lost ---- */
 
 static pthread_mutex_t block_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -776,6 +860,8 @@ int main(void)
         cmocka_unit_test(test_pin_cpus),
         cmocka_unit_test(test_rr_spread),
         cmocka_unit_test(test_least_loaded),
+        cmocka_unit_test(test_awake_first),
+        cmocka_unit_test(test_echo_acceptor_awake_2),
         cmocka_unit_test(test_ring_full),
         cmocka_unit_test(test_emfile_acceptor),
         cmocka_unit_test(test_emfile_reuseport),

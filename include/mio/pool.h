@@ -38,11 +38,16 @@ typedef void (*mio_accept_fn)(mio_reactor *worker, int fd, const mio_addr *peer,
 #define MIO_POOL_REUSEPORT 1 /* each worker owns an SO_REUSEPORT listener and accepts itself */
 #define MIO_BALANCE_ROUND_ROBIN 0 /* default */
 #define MIO_BALANCE_LEAST_LOADED 1
+/* Acceptor mode: round robin among the workers that are awake (running, or already due a wake),
+ * so that a hand-off to them costs no wake-up; a sleeping worker is chosen (and woken) only when
+ * no awake one has room or every awake one carries clearly more load (ring + conns) than the
+ * least loaded: more than a quarter above it plus 16. Fewer wake-ups for a less even spread. */
+#define MIO_BALANCE_AWAKE_FIRST 2
 
 typedef struct mio_pool_opts {
     unsigned workers;      /* 0: one per CPU this process may run on */
     int mode;              /* MIO_POOL_ACCEPTOR or MIO_POOL_REUSEPORT */
-    int balance;           /* MIO_BALANCE_ROUND_ROBIN or MIO_BALANCE_LEAST_LOADED */
+    int balance;           /* MIO_BALANCE_ROUND_ROBIN, _LEAST_LOADED or _AWAKE_FIRST */
     unsigned ring_size;    /* hand-off ring slots per worker (power of two); 0: 1024 */
     int backlog;           /* listen backlog; 0: 1024 */
     unsigned accept_batch; /* accepts per listener readiness before yielding; 0: 256 */

@@ -60,6 +60,10 @@ int mio__reactor_forget(mio_reactor *r, mio_token token);
  * writes the eventfd only if the reactor published SLEEPING and this caller wins wake_pending;
  * otherwise counts an elided wake. Returns true when it made the syscall. */
 bool mio__reactor_wake(mio_reactor *r);
+/* Any thread: the reactor is not asleep in epoll_wait without a wake pending, so work published
+ * now reaches it without a wake (a snapshot: it may fall asleep right after, and then
+ * mio__reactor_wake sees SLEEPING). */
+bool mio__reactor_awake(mio_reactor *r);
 
 /* Calls fn(handler arg, ctx) for every live handler whose callback is io, in slot order, and
  * returns how many it called. Each slot is re-read just before its turn: fn may add or remove
