@@ -21,13 +21,14 @@ static void pool_main_usage(FILE *f, const char *prog, const char *what)
 {
     fprintf(f,
             "usage: %s [--listen ADDR] [--workers N] [--mode acceptor|reuseport]\n"
-            "          [--balance rr|least|awake] [--help]\n"
+            "          [--balance rr|least|awake] [--pin] [--help]\n"
             "%s\n"
             "  --listen ADDR   address to listen on (default 127.0.0.1:7000; port 0 picks one)\n"
             "  --workers N     worker threads (default: online CPUs)\n"
             "  --mode M        acceptor (one accept thread hands off, default) or reuseport\n"
             "  --balance B     rr (round robin, default), least (least loaded) or awake\n"
             "                  (awake workers first: fewer wake-ups); acceptor mode\n"
+            "  --pin           pin each thread to one CPU, round robin\n"
             "The first line printed is the address listened on. SIGINT/SIGTERM stop gracefully\n"
             "and print a summary; SIGUSR1 prints per-worker stats.\n",
             prog, what);
@@ -56,7 +57,8 @@ static int pool_main(int argc, char **argv, const char *what, mio_accept_fn fn)
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'}, {"workers", required_argument, NULL, 'w'},
         {"mode", required_argument, NULL, 'm'},   {"balance", required_argument, NULL, 'b'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"pin", no_argument, NULL, 'p'},          {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *listen = "127.0.0.1:7000";
     mio_pool_opts opts = {0};
@@ -66,7 +68,7 @@ static int pool_main(int argc, char **argv, const char *what, mio_accept_fn fn)
     sigset_t sigs;
     int opt, err, sfd;
 
-    while ((opt = getopt_long(argc, argv, "l:w:m:b:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "l:w:m:b:ph", longopts, NULL)) != -1) {
         switch (opt) {
         case 'l':
             listen = optarg;
@@ -91,6 +93,9 @@ static int pool_main(int argc, char **argv, const char *what, mio_accept_fn fn)
                 opts.balance = MIO_BALANCE_AWAKE_FIRST;
             else
                 goto usage;
+            break;
+        case 'p':
+            opts.pin_cpus = true;
             break;
         case 'h':
             pool_main_usage(stdout, argv[0], what);
