@@ -5,8 +5,8 @@
  *
  * Pressure: when every ring is full the listeners are deregistered (the kernel backlog holds new
  * connections) until a worker drains and wakes us; on EMFILE/ENFILE one pending connection is
- * accepted with the spare fd and closed, and accepting pauses for MIO__POOL_ACCEPT_PAUSE_MS. The thread
- * never spins: while paused it sleeps in epoll_wait with a timeout or until woken.
+ * accepted with the spare fd and closed, and accepting pauses for MIO__POOL_ACCEPT_PAUSE_MS. The
+ * thread never spins: while paused it sleeps in epoll_wait with a timeout or until woken.
  *
  * The acceptor-wide counters (accept_calls, accept_errors, emfile, listener_paused) are kept on
  * worker 0's stats; ring_full, handed_off and the wake counters on the worker they concern. */
@@ -32,9 +32,9 @@
 struct acceptor {
     mio_pool *pool;
     mio_registry *reg;
-    bool *ready;    /* listener i may have connections we have not accepted yet */
-    bool *touched;  /* worker i received fds in this burst */
-    uint64_t *load; /* awake-first: per-worker load of the current pick (scratch) */
+    bool *ready;     /* listener i may have connections we have not accepted yet */
+    bool *touched;   /* worker i received fds in this burst */
+    uint64_t *load;  /* awake-first: per-worker load of the current pick (scratch) */
     bool registered; /* listeners are in the poll */
     bool emfile_paused;
     uint64_t resume_at; /* emfile pause end, monotonic ms */
@@ -149,14 +149,16 @@ static unsigned acceptor_pick(struct acceptor *a)
 }
 
 /* A connection went to worker wi: round robin and awake-first move past it; least loaded
- * rotates where ties start. Only a hand-off advances the rotation: a pick whose accept found nothing (the -EAGAIN
- * that ends every burst) must not, or bursts of one connection would all land on the same worker
- * (that was the 49/31 split of 80 connections over 2 workers). */
+ * rotates where ties start. Only a hand-off advances the rotation: a pick whose accept found
+ * nothing (the -EAGAIN that ends every burst) must not, or bursts of one connection would all
+ * land on the same worker (that was the 49/31 split of 80 connections over 2 workers). */
 static void acceptor_advance(struct acceptor *a, unsigned wi)
 {
     mio_pool *pool = a->pool;
 
-    pool->rr_next = pool->opts.balance != MIO_BALANCE_LEAST_LOADED ? wi + 1 : pool->rr_next % pool->nworkers + 1;
+    pool->rr_next = pool->opts.balance != MIO_BALANCE_LEAST_LOADED
+                        ? wi + 1
+                        : pool->rr_next % pool->nworkers + 1;
 }
 
 /* Every ring is full: stop listening until a worker drains. Returns true when we paused. */
@@ -283,7 +285,8 @@ static void acceptor_loop(struct acceptor *a, mio_events *events)
             return;
         if (atomic_load(&pool->stop_accepting))
             return;
-        MIO_EVENTS_FOREACH(const mio_event *ev, events) {
+        MIO_EVENTS_FOREACH(const mio_event *ev, events)
+        {
             mio_token t = mio_event_token(ev);
 
             if (t != WAKER_TOKEN && t < pool->nlisteners)
@@ -328,7 +331,7 @@ void *mio__pool_acceptor_main(void *arg)
     a.touched = mio__calloc(0, pool->nworkers, sizeof(*a.touched));
     a.load = mio__calloc(0, pool->nworkers, sizeof(*a.load));
     err = (a.ready == NULL || a.touched == NULL || a.load == NULL) ? -ENOMEM
-                                                                  : mio_events_new(64, &events);
+                                                                   : mio_events_new(64, &events);
     if (err == 0)
         err = acceptor_register(&a, true);
     mio__pool_thread_running(pool, err);
