@@ -99,6 +99,40 @@ static inline long fault_live(void)
     return atomic_load(&fault_live_allocs);
 }
 
+/* Each test starts with every fault disarmed and must end with the fds and live allocations it
+ * started with. Needs cmocka.h and helpers.h included first (every fault test does). */
+static int fault_fd_base;
+static long fault_live_base;
+
+static inline void fault_begin(void)
+{
+    fault_disarm_all();
+    fault_fd_base = mio_test_fd_count();
+    fault_live_base = fault_live();
+}
+
+static inline void fault_end(void)
+{
+    fault_disarm_all();
+    assert_int_equal(mio_test_fd_count(), fault_fd_base);
+    assert_int_equal(fault_live(), fault_live_base);
+}
+
+/* cmocka setup/teardown for tests that need nothing else. */
+static inline int fault_setup(void **state)
+{
+    (void)state;
+    fault_begin();
+    return 0;
+}
+
+static inline int fault_teardown(void **state)
+{
+    (void)state;
+    fault_end();
+    return 0;
+}
+
 /* True when this call must fail; sets errno. */
 static bool fault_hit(enum fault_site s, int fd)
 {

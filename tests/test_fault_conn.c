@@ -19,8 +19,6 @@
 #include "helpers.h"
 #include "fault.h"
 
-static int fd_base;
-static long live_base;
 static int lfd = -1;
 static mio_addr laddr;
 static mio_reactor *r;
@@ -66,9 +64,7 @@ static const mio_conn_ops e_ops = {e_on_read, e_on_close, NULL};
 static int setup(void **state)
 {
     (void)state;
-    fault_disarm_all();
-    fd_base = mio_test_fd_count();
-    live_base = fault_live();
+    fault_begin();
     assert_int_equal(mio_addr_parse("127.0.0.1:0", &laddr), 0);
     lfd = mio_tcp_listener_bind(&laddr);
     assert_true(lfd >= 0);
@@ -83,8 +79,7 @@ static int teardown(void **state)
     fault_disarm_all();
     mio_reactor_free(r);
     close(lfd);
-    assert_int_equal(mio_test_fd_count(), fd_base);
-    assert_int_equal(fault_live(), live_base);
+    fault_end();
     return 0;
 }
 

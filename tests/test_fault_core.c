@@ -16,27 +16,6 @@
 #include "fault.h"
 #include "internal/waker_int.h"
 
-static int fd_base;
-static long live_base;
-
-static int setup(void **state)
-{
-    (void)state;
-    fault_disarm_all();
-    fd_base = mio_test_fd_count();
-    live_base = fault_live();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    fault_disarm_all();
-    assert_int_equal(mio_test_fd_count(), fd_base);
-    assert_int_equal(fault_live(), live_base);
-    return 0;
-}
-
 /* ---- allocation failure at every site ---- */
 
 static int core_scenario(void)
@@ -327,15 +306,15 @@ static void test_pipe_io_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_alloc_every_site, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_epoll_create_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_eventfd_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_epoll_ctl_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_epoll_wait_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_waker_write_faults, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_accept_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_socket_io_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pipe_io_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_every_site, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_epoll_create_errors, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_eventfd_errors, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_epoll_ctl_errors, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_epoll_wait_errors, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_waker_write_faults, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_accept_errors, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_socket_io_errors, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_pipe_io_errors, fault_setup, fault_teardown),
     };
 
     mio_test_watchdog(120);

@@ -18,8 +18,6 @@
 #include "helpers.h"
 #include "fault.h"
 
-static int fd_base;
-static long live_base;
 static atomic_int open_enomem; /* mio_conn_open failed with -ENOMEM in the accept callback */
 static atomic_int open_other;  /* ... with anything else */
 
@@ -53,22 +51,12 @@ static void on_accept(mio_reactor *w, int fd, const mio_addr *peer, void *arg)
 static int setup(void **state)
 {
     (void)state;
-    fault_disarm_all();
-    fd_base = mio_test_fd_count();
-    live_base = fault_live();
+    fault_begin();
     atomic_store(&open_enomem, 0);
     atomic_store(&open_other, 0);
     return 0;
 }
 
-static int teardown(void **state)
-{
-    (void)state;
-    fault_disarm_all();
-    assert_int_equal(mio_test_fd_count(), fd_base);
-    assert_int_equal(fault_live(), live_base);
-    return 0;
-}
 
 /* One client: connect, send n bytes, read them back. Returns 0 (echoed), -ECONNRESET/-EPIPE
  * (the server closed it: shed or refused), or -ETIMEDOUT. Blocking with a 20 s timeout. */
@@ -264,10 +252,10 @@ static void test_alloc_every_site_reuseport(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_accept_errors_acceptor, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_accept_errors_reuseport, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_alloc_every_site_acceptor, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_alloc_every_site_reuseport, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept_errors_acceptor, setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_accept_errors_reuseport, setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_every_site_acceptor, setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_every_site_reuseport, setup, fault_teardown),
     };
 
     mio_test_watchdog(280);

@@ -18,28 +18,8 @@
 #define NHANDLERS 1100 /* five slab pages: the page index is reallocated once */
 #define NTIMERS 9000   /* three timer pool pages */
 
-static int fd_base;
-static long live_base;
 static int pipe_fds[2];
 static int dups[NHANDLERS];
-
-static int setup(void **state)
-{
-    (void)state;
-    fault_disarm_all();
-    fd_base = mio_test_fd_count();
-    live_base = fault_live();
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    fault_disarm_all();
-    assert_int_equal(mio_test_fd_count(), fd_base);
-    assert_int_equal(fault_live(), live_base);
-    return 0;
-}
 
 static void noop_io(mio_reactor *r, mio_token t, const mio_event *ev, void *arg)
 {
@@ -285,11 +265,11 @@ static void test_wake_write_faults(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_alloc_every_site, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_new_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ctl_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wait_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wake_write_faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_every_site, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_new_errors, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_ctl_errors, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_wait_errors, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_wake_write_faults, fault_setup, fault_teardown),
     };
 
     mio_test_watchdog(240);
