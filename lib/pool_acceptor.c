@@ -34,7 +34,6 @@ struct acceptor {
     mio_registry *reg;
     bool *ready;     /* listener i may have connections we have not accepted yet */
     bool *touched;   /* worker i received fds in this burst */
-    uint64_t *load;  /* awake-first: per-worker load of the current pick (scratch) */
     bool registered; /* listeners are in the poll */
     bool emfile_paused;
     uint64_t resume_at; /* emfile pause end, monotonic ms */
@@ -82,36 +81,39 @@ static uint64_t worker_load(struct mio__pool_worker *w)
 
 /* MIO_BALANCE_AWAKE_FIRST: the first awake worker in rotation order whose load is within the
  * margin of the least loaded one; else the first with room. A worker this burst already handed
- * fds to counts as awake: its one wake is paid for. */
+ * fds to counts as awake: its one wake is paid for. The second pass reads the loads again
+ * rather than keeping them: a worker may have moved a little since, and the margin is a
+ * heuristic, not a promise. */
 static unsigned acceptor_pick_awake(struct acceptor *a)
 {
     mio_pool *pool = a->pool;
     unsigned n = pool->nworkers, start = pool->rr_next % n, first = NO_WORKER;
-    uint64_t min_load = UINT64_MAX;
+    uint64_t min_load = UINT64_MAX, margin;
 
     for (unsigned i = 0; i < n; i++) {
         struct mio__pool_worker *w = &pool->workers[i];
         uint64_t load;
 
-        a->load[i] = UINT64_MAX; /* no room */
         if (!mio__pool_ring_has_room(w)) {
             mio__count(&w->st.ring_full, 1);
             continue;
         }
         load = worker_load(w);
-        a->load[i] = load;
         if (load < min_load)
             min_load = load;
     }
+    if (min_load == UINT64_MAX)
+        return NO_WORKER;
+    margin = min_load + min_load / 4 + 16;
     for (unsigned k = 0; k < n; k++) {
         unsigned i = (start + k) % n;
+        struct mio__pool_worker *w = &pool->workers[i];
 
-        if (a->load[i] == UINT64_MAX)
+        if (!mio__pool_ring_has_room(w))
             continue;
         if (first == NO_WORKER)
             first = i;
-        if (a->load[i] <= min_load + min_load / 4 + 16 &&
-            (a->touched[i] || mio__reactor_awake(pool->workers[i].r)))
+        if (worker_load(w) <= margin && (a->touched[i] || mio__reactor_awake(w->r)))
             return i;
     }
     return first;
@@ -329,9 +331,7 @@ void *mio__pool_acceptor_main(void *arg)
         mio__pool_pin(pool, pool->nworkers);
     a.ready = mio__calloc(0, pool->nlisteners, sizeof(*a.ready));
     a.touched = mio__calloc(0, pool->nworkers, sizeof(*a.touched));
-    a.load = mio__calloc(0, pool->nworkers, sizeof(*a.load));
-    err = (a.ready == NULL || a.touched == NULL || a.load == NULL) ? -ENOMEM
-                                                                   : mio_events_new(64, &events);
+    err = (a.ready == NULL || a.touched == NULL) ? -ENOMEM : mio_events_new(64, &events);
     if (err == 0)
         err = acceptor_register(&a, true);
     mio__pool_thread_running(pool, err);
@@ -342,6 +342,5 @@ void *mio__pool_acceptor_main(void *arg)
     mio_events_free(events);
     mio__free(0, a.ready);
     mio__free(0, a.touched);
-    mio__free(0, a.load);
     return NULL;
 }
