@@ -8,19 +8,22 @@
  * something is queued. Above the high water mark reading stops (READABLE interest dropped), at the
  * low mark it resumes (re-adding READABLE re-arms the edge for data that arrived meanwhile) and
  * on_drain runs.
- * Lifetime: teardown happens once (F_DEAD) and runs on_close; if we are inside this conn's own I/O
- * handler the memory is released when the handler unwinds, otherwise at once. Events of a conn torn
- * down from another conn's callback are dropped by the reactor (generation tokens). */
+ * Lifetime: teardown happens once (F_DEAD): reading and writing stop and the conn joins the
+ * reactor's list of dying conns. on_close runs when the reactor settles that list, at the first safe
+ * point after the callback that caused it (see mio__reactor_ext), never inside a call the user
+ * made; then the token is released, the fd closed and the memory freed. So a mio_conn * stays
+ * valid until its on_close returns, whichever context closed it; events that reach a dying conn
+ * meanwhile are ignored. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 #include <mio/conn.h>
 #include <mio/net.h>
 #include "internal/conn_queue.h"
 #include "internal/reactor_int.h"
-#include "internal/conn_hint.h"
 
 #ifndef IOV_MAX
 #define IOV_MAX 1024
@@ -30,15 +33,14 @@
 #define CONN_HIGH_DEFAULT (1024u * 1024u)
 
 enum {
-    F_IN_IO = 1u << 0,      /* inside conn_on_io: free is deferred to its end */
-    F_DEAD = 1u << 1,       /* torn down, on_close ran or runs */
+    F_DEAD = 1u << 1,       /* torn down: on the dying list until on_close has run */
     F_CLOSING = 1u << 2,    /* mio_conn_close called: flush, then close; no more on_read */
     F_PAUSED = 1u << 3,     /* pending > high: not reading */
     F_EOF = 1u << 4,        /* peer FIN delivered */
     F_SHUT_REQ = 1u << 5,   /* mio_conn_shutdown called */
     F_SHUT_DONE = 1u << 6,  /* shutdown(SHUT_WR) issued */
     F_TIMER = 1u << 7,      /* idle timer armed (c->x->timer valid) */
-    F_GONE = 1u << 8,       /* slot released and fd closed (teardown's end) */
+    F_LISTED = 1u << 8,     /* dying and in conn_ctx.dying (else found by the overflow walk) */
 };
 
 #define OPS_OWN 255u /* c->ops: the ops are x->own_ops (the reactor's intern table was full) */
@@ -64,7 +66,22 @@ struct mio_conn {
     uint32_t slot;         /* our slab slot: fd, generation (the token) */
     uint16_t flags;
     uint8_t ops;           /* index into the reactor's intern table, or OPS_OWN */
-    mio_interest interest; /* what is registered now */
+    union {
+        mio_interest interest; /* what is registered now (while alive) */
+        uint8_t dead_errno;    /* once F_DEAD: -(on_close's reason) */
+    };
+};
+
+/* The conn layer's per-reactor state (attached to the reactor at the first mio_conn_open): conns
+ * torn down whose on_close has not run yet. A fixed list, so that a teardown never allocates (it
+ * cannot fail); past its size, settle finds the rest by walking the slab (dying conns keep their
+ * slots), once per settle: the price of closing more than CONN_DYING_MAX conns in one callback. */
+#define CONN_DYING_MAX 32u
+
+struct conn_ctx {
+    mio_conn *dying[CONN_DYING_MAX];
+    unsigned ndying;
+    bool overflow; /* some dying conns are not listed */
 };
 
 /* The per-connection budget (issue 6: <= 64 bytes of RSS per idle conn, slot included): the conn
@@ -72,7 +89,7 @@ struct mio_conn {
 _Static_assert(sizeof(struct mio_conn) <= 32, "mio_conn grew past its memory budget");
 _Static_assert(MIO__INTERN_MAX < OPS_OWN, "an intern index must fit beside OPS_OWN");
 
-/* Valid until teardown releases the slot (F_GONE). */
+/* Valid until conn_finish releases the slot. */
 static inline int conn_fd(const mio_conn *c)
 {
     return mio__slab_at(&mio__reactor_head(c->r)->slab, c->slot)->fd;
@@ -125,18 +142,14 @@ static void conn_release(mio_conn *c)
     mio__free(arena, c);
 }
 
-/* Tears the conn down exactly once: cancels the timer, drops the queue, runs on_close(reason),
- * releases the token, closes the fd. Frees now unless the conn's own handler is on the stack.
- * The slot (which holds the fd) is released only after on_close, so mio_conn_fd still answers
- * there; events of this conn harvested meanwhile are dropped all the same (F_DEAD, then the
- * generation bump).
- * The token is released with mio__reactor_forget (no epoll_ctl): the conn owns its fd and closes it
- * here, which takes it out of epoll. A user who dup()s mio_conn_fd keeps the registration alive
- * past the close; its events then carry a stale token and are dropped (see reactor_int.h). */
+static void conn_defer(mio_conn *c);
+
+/* Tears the conn down exactly once: cancels the timer, drops the queue and puts the conn on the
+ * dying list; conn_finish runs on_close(reason) later, from the reactor's settle point. Only the
+ * errno is kept (one byte): every errno fits. */
 static void conn_teardown(mio_conn *c, int reason)
 {
     mio_reactor *r = c->r;
-    int fd;
 
     if (c->flags & F_DEAD)
         return;
@@ -148,14 +161,25 @@ static void conn_teardown(mio_conn *c, int reason)
     mio__reactor_conn_count_add(r, -1);
     if (c->x != NULL)
         mio__wq_clear(&c->x->wq, mio__reactor_arena(r));
+    c->dead_errno = reason < 0 && reason > -256 ? (uint8_t)-reason : (reason == 0 ? 0 : EIO);
+    conn_defer(c);
+}
+
+/* Runs on_close, then releases the token (the slot, which holds the fd, goes only now, so
+ * mio_conn_fd still answers inside on_close), closes the fd and frees the conn.
+ * The token is released with mio__reactor_forget (no epoll_ctl): the conn owns its fd and closes it
+ * here, which takes it out of epoll. A user who dup()s mio_conn_fd keeps the registration alive
+ * past the close; its events then carry a stale token and are dropped (see reactor_int.h). */
+static void conn_finish(mio_conn *c)
+{
+    int fd;
+
     if (conn_ops(c)->on_close != NULL)
-        conn_ops(c)->on_close(c, reason, c->arg);
+        conn_ops(c)->on_close(c, -(int)c->dead_errno, c->arg);
     fd = conn_fd(c);
-    (void)mio__reactor_forget(r, conn_token(c));
-    c->flags |= F_GONE;
+    (void)mio__reactor_forget(c->r, conn_token(c));
     (void)close(fd);
-    if (!(c->flags & F_IN_IO))
-        conn_release(c);
+    conn_release(c);
 }
 
 /* Brings the registered interest in line with the state. READABLE while reading is allowed and
@@ -288,23 +312,20 @@ static void conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, voi
 
     (void)r;
     (void)token;
-    c->flags |= F_IN_IO;
+    if (c->flags & F_DEAD)
+        return; /* dying: on_close is pending, nothing more to do */
     if (e & EPOLLERR) {
         int err = mio_socket_take_error(conn_fd(c));
 
         if (err < 0) {
             conn_teardown(c, err);
-            goto out;
+            return;
         }
     }
     if ((e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && conn_has_queue(c))
         conn_flush(c);
     if (!(c->flags & F_DEAD) && (e & (EPOLLIN | EPOLLPRI | EPOLLHUP | EPOLLERR)))
         conn_read(c, (e & EPOLLHUP) || (e & (EPOLLIN | EPOLLRDHUP)) == (EPOLLIN | EPOLLRDHUP));
-out:
-    c->flags &= (uint16_t)~F_IN_IO;
-    if (c->flags & F_DEAD)
-        conn_release(c);
 }
 
 static int conn_arm_timer(mio_conn *c, uint64_t after_ms);
@@ -336,7 +357,96 @@ static int conn_arm_timer(mio_conn *c, uint64_t after_ms)
     return 0;
 }
 
-_Thread_local int mio__known_nonblocking_fd = -1;
+/* ---- the conn layer's reactor extension: the dying list ---- */
+
+static void conn_settle(mio_reactor *r, void *arg);
+static void conn_ctx_destroy(mio_reactor *r, void *arg);
+
+static const struct mio__reactor_ext conn_ext_ops = {conn_settle, conn_ctx_destroy};
+
+static struct conn_ctx *conn_ctx(mio_reactor *r)
+{
+    struct conn_ctx *ctx = mio__reactor_ext_ctx(r);
+
+    if (ctx != NULL)
+        return ctx;
+    ctx = mio__calloc(mio__reactor_arena(r), 1, sizeof(*ctx));
+    if (ctx == NULL)
+        return NULL;
+    if (mio__reactor_attach(r, &conn_ext_ops, ctx) < 0) {
+        mio__free(mio__reactor_arena(r), ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* Lists a torn-down conn for conn_settle and asks the reactor to settle. */
+static void conn_defer(mio_conn *c)
+{
+    struct conn_ctx *ctx = mio__reactor_ext_ctx(c->r); /* set: the conn was opened */
+
+    if (ctx->ndying < CONN_DYING_MAX) {
+        ctx->dying[ctx->ndying++] = c;
+        c->flags |= F_LISTED;
+    } else {
+        ctx->overflow = true;
+    }
+    mio__reactor_request_settle(c->r);
+}
+
+static void conn_finish_unlisted(void *harg, void *unused)
+{
+    mio_conn *c = harg;
+
+    (void)unused;
+    if ((c->flags & (F_DEAD | F_LISTED)) == F_DEAD)
+        conn_finish(c);
+}
+
+/* The reactor's settle point: runs the pending on_close calls, listed ones in teardown order. An
+ * on_close may close other conns (handled in this same call) or open new ones. */
+static void conn_settle(mio_reactor *r, void *arg)
+{
+    struct conn_ctx *ctx = arg;
+
+    for (;;) {
+        if (ctx->ndying > 0) {
+            mio_conn *c = ctx->dying[0];
+
+            memmove(&ctx->dying[0], &ctx->dying[1], --ctx->ndying * sizeof(ctx->dying[0]));
+            conn_finish(c);
+        } else if (ctx->overflow) {
+            ctx->overflow = false;
+            (void)mio__reactor_each(r, conn_on_io, conn_finish_unlisted, NULL);
+        } else {
+            return;
+        }
+    }
+}
+
+static void conn_cancel_one(void *harg, void *unused)
+{
+    (void)unused;
+    conn_teardown(harg, -ECANCELED); /* a no-op for a conn already dying */
+}
+
+/* mio_reactor_free: every conn still open closes with -ECANCELED (each on_close once, fds
+ * closed), dying ones with their own reason. on_close may open conns again; a few rounds catch
+ * those, and what an on_close keeps reopening past that is closed without its callback. */
+static void conn_ctx_destroy(mio_reactor *r, void *arg)
+{
+    struct conn_ctx *ctx = arg;
+
+    for (int round = 0; round < 8; round++) {
+        (void)mio__reactor_each(r, conn_on_io, conn_cancel_one, NULL);
+        mio__reactor_settle(r);
+        if (mio__reactor_conn_count(r) == 0 && ctx->ndying == 0)
+            break;
+    }
+    mio__free(mio__reactor_arena(r), ctx);
+}
+
+/* ---- public API ---- */
 
 int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mio_conn **out)
 {
@@ -347,13 +457,15 @@ int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mi
 
     if (r == NULL || fd < 0 || ops == NULL || ops->on_read == NULL)
         return -EINVAL;
-    if (fd != mio__known_nonblocking_fd) {
-        fl = fcntl(fd, F_GETFL);
-        if (fl == -1)
-            return -errno;
-        if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
-            return -errno;
-    }
+    /* Checked for every fd, even one fresh from accept4(SOCK_NONBLOCK): an accept callback may
+     * have closed that fd and passed another that got the same number. */
+    fl = fcntl(fd, F_GETFL);
+    if (fl == -1)
+        return -errno;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
+        return -errno;
+    if (conn_ctx(r) == NULL)
+        return -ENOMEM;
     arena = mio__reactor_arena(r);
     c = mio__alloc(arena, sizeof(*c));
     if (c == NULL)
@@ -409,10 +521,13 @@ int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt)
 
     if (c == NULL || iovcnt < 0 || (iovcnt > 0 && iov == NULL))
         return -EINVAL;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > SIZE_MAX - total)
+            return -EINVAL; /* the lengths overflow size_t: no such buffer exists */
+        total += iov[i].iov_len;
+    }
     if (c->flags & (F_DEAD | F_CLOSING | F_SHUT_REQ))
         return -EPIPE;
-    for (int i = 0; i < iovcnt; i++)
-        total += iov[i].iov_len;
     if (total == 0)
         return 0;
     was_empty = !conn_has_queue(c);
@@ -499,7 +614,7 @@ int mio_conn_set_watermarks(mio_conn *c, size_t low, size_t high)
 
     if (c == NULL || low > high)
         return -EINVAL;
-    if (c->flags & F_DEAD)
+    if (c->flags & (F_DEAD | F_CLOSING))
         return -EPIPE;
     x = conn_ext(c);
     if (x == NULL)
@@ -519,7 +634,7 @@ int mio_conn_set_idle_timeout(mio_conn *c, uint64_t ms)
 
     if (c == NULL)
         return -EINVAL;
-    if (c->flags & F_DEAD)
+    if (c->flags & (F_DEAD | F_CLOSING))
         return -EPIPE;
     if (c->flags & F_TIMER) {
         (void)mio_reactor_timer_cancel(c->r, c->x->timer);
@@ -542,7 +657,7 @@ int mio_conn_fd(const mio_conn *c)
 {
     if (c == NULL)
         return -EINVAL;
-    return c->flags & F_GONE ? -1 : conn_fd(c);
+    return conn_fd(c);
 }
 
 mio_reactor *mio_conn_reactor(const mio_conn *c)

@@ -47,7 +47,10 @@ static void pool_free_workers(mio_pool *pool)
     for (unsigned i = 0; i < pool->nworkers; i++) {
         struct mio__pool_worker *w = &pool->workers[i];
 
-        mio_reactor_free(w->r);
+        if (w->r != NULL) {
+            mio__reactor_set_pool_owned(w->r, false);
+            mio_reactor_free(w->r);
+        }
         mio__free(0, w->slots);
     }
     mio__free(0, pool->workers);
@@ -111,6 +114,7 @@ int mio_pool_new(const mio_pool_opts *opts, mio_pool **out)
         err = mio_reactor_new(NULL, &w->r);
         if (err < 0)
             goto err_workers;
+        mio__reactor_set_pool_owned(w->r, true);
     }
     *out = pool;
     return 0;
@@ -400,10 +404,21 @@ err_state:
     return err;
 }
 
+/* The pool whose thread this is (set by each worker and the acceptor when it starts), so that
+ * mio_pool_stop can refuse to run on one: the thread would join itself and free its own reactor. */
+static _Thread_local const mio_pool *pool_self;
+
+void mio__pool_thread_enter(const mio_pool *pool)
+{
+    pool_self = pool;
+}
+
 int mio_pool_stop(mio_pool *pool, int drain_ms)
 {
     if (pool == NULL)
         return -EINVAL;
+    if (pool_self == pool)
+        return -EDEADLK;
     if (pool->state == POOL_STOPPED)
         return 0;
     if (pool->state == POOL_NEW) {
@@ -421,7 +436,8 @@ void mio_pool_free(mio_pool *pool)
 {
     if (pool == NULL)
         return;
-    (void)mio_pool_stop(pool, 0);
+    if (mio_pool_stop(pool, 0) == -EDEADLK)
+        return; /* called on a pool thread: refused, the pool runs on (see mio_pool_free(3)) */
     pool_close_listeners(pool);
     for (unsigned l = 0; l < pool->nlisteners; l++) {
         mio__free(0, pool->listeners[l].fds);

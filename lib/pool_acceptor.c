@@ -327,6 +327,7 @@ void *mio__pool_acceptor_main(void *arg)
     mio_events *events = NULL;
     int err;
 
+    mio__pool_thread_enter(pool);
     if (pool->opts.pin_cpus)
         mio__pool_pin(pool, pool->nworkers);
     a.ready = mio__calloc(0, pool->nlisteners, sizeof(*a.ready));

@@ -15,7 +15,6 @@
 #include "internal/pool_int.h"
 #include "internal/pr.h"
 #include "internal/reactor_int.h"
-#include "internal/conn_hint.h"
 
 #define STOP_TICK_MS 2
 
@@ -103,9 +102,7 @@ static void worker_drain(mio_reactor *r, void *arg)
         }
         mio__count(&w->st.accepted, 1);
         handoff_peer(&h, &peer);
-        mio__known_nonblocking_fd = h.fd;
         pool->listeners[h.listener].fn(r, h.fd, &peer, pool->listeners[h.listener].arg);
-        mio__known_nonblocking_fd = -1;
     }
     /* Pairs with the acceptor's fence after it sets full_paused: either it sees the room we made,
      * or we see full_paused and wake it (once, thanks to rearm_requested). */
@@ -167,9 +164,7 @@ static void worker_accept_burst(struct mio__pool_worker *w, unsigned l)
         mio__count(&w->st.accept_calls, 1);
         if (fd >= 0) {
             mio__count(&w->st.accepted, 1);
-            mio__known_nonblocking_fd = fd;
             ls->fn(w->r, fd, &peer, ls->arg);
-            mio__known_nonblocking_fd = -1;
             continue;
         }
         switch (mio__pool_accept_failed(fd, lfd, &w->spare_fd, &w->st)) {
@@ -207,7 +202,7 @@ static void worker_stop_tick(mio_reactor *r, mio_timer_id id, void *arg)
 
     if (mio__conn_close_all(r, w->deadline) == 0) {
         (void)mio_reactor_timer_cancel(r, id);
-        (void)mio_reactor_stop(r);
+        mio__reactor_stop(r);
     }
 }
 
@@ -241,7 +236,7 @@ static void worker_stop_task(mio_reactor *r, void *arg)
     w->deadline = mio_reactor_now_ms(r) + (uint64_t)pool->drain_ms;
     if (mio__conn_close_all(r, w->deadline) == 0 ||
         mio_reactor_timer_start(r, STOP_TICK_MS, STOP_TICK_MS, worker_stop_tick, w, NULL) < 0)
-        (void)mio_reactor_stop(r);
+        mio__reactor_stop(r);
 }
 
 /* Owner thread, with every producer stopped. Returns 0 or -EAGAIN (task queue full: retry). */
@@ -288,6 +283,7 @@ void *mio__pool_worker_main(void *arg)
     struct worker_listen_ctx *ctxs = NULL;
     int err;
 
+    mio__pool_thread_enter(w->pool);
     mio__mem_thread_start();
     if (w->pool->opts.pin_cpus)
         mio__pool_pin(w->pool, w->index);
@@ -298,6 +294,7 @@ void *mio__pool_worker_main(void *arg)
     /* A conn opened by a task after the last sweep (or a loop that failed) must not outlive the
      * pool: close it here, still on this thread and before the owner's join returns. */
     (void)mio__conn_close_all(w->r, 0);
+    mio__reactor_settle(w->r); /* their on_close calls, before the owner's join returns */
     mio__free(mio__reactor_arena(w->r), ctxs);
     return NULL;
 }

@@ -45,7 +45,15 @@ struct mio_reactor {
     bool own_arena;
     bool in_loop; /* inside run / run_once: no nesting */
     bool has_src;
+    bool settle_req; /* mio__reactor_request_settle: the ext's settle runs at the next safe point */
+    bool settling;
     uint64_t now;
+    const struct mio__reactor_ext *ext;
+    void *ext_ctx;
+    /* Which fd numbers a live slot holds (one bit each): a token whose fd was closed must never
+     * act on the number's next owner (see fd_claim). */
+    uint64_t *fd_bits;
+    size_t fd_words;
     mio_poll *poll;
     mio_registry *reg;
     mio_events *events;
@@ -57,6 +65,7 @@ struct mio_reactor {
     /* Written by other threads (internal/pr.h): the sleep state is CASed by producers, read on every post. */
     unsigned state;
     unsigned stop;
+    unsigned pool_owned; /* set before the pool's threads start, cleared after they are joined */
     char pad1[PAD];
     uint64_t wakes_performed, wakes_elided; /* atomic adds by producers */
     char pad2[PAD];
@@ -177,8 +186,13 @@ void mio_reactor_free(mio_reactor *r)
     mio__arena arena;
     bool own_arena;
 
-    if (r == NULL)
+    if (r == NULL || mio__pr_load_uint(&r->pool_owned) != 0)
         return;
+    if (r->ext != NULL) {
+        r->in_loop = true; /* the ext's destroy may run user callbacks: no loop inside them */
+        r->ext->destroy(r, r->ext_ctx);
+        r->in_loop = false;
+    }
     arena = r->arena;
     own_arena = r->own_arena;
     mio_waker_free(r->waker);
@@ -188,6 +202,7 @@ void mio_reactor_free(mio_reactor *r)
     mio__wheel_destroy(&r->wheel);
     mio__post_queue_destroy(&r->tasks, arena); /* queued tasks are dropped unrun */
     mio__free(arena, r->h.read_buf);
+    mio__free(arena, r->fd_bits);
     for (unsigned i = 0; i < r->h.ninterned; i++)
         mio__free(arena, (void *)r->h.interned[i]);
     mio__free(arena, r);
@@ -196,6 +211,59 @@ void mio_reactor_free(mio_reactor *r)
 }
 
 /* ------------------------------------------------------------------ handlers */
+
+/* Makes room for fd's bit in fd_bits. Returns 0 or -ENOMEM. */
+static int fd_bits_reserve(mio_reactor *r, int fd)
+{
+    size_t need = (size_t)fd / 64u + 1u, words;
+    uint64_t *bits;
+
+    if (need <= r->fd_words)
+        return 0;
+    words = r->fd_words * 2u > need ? r->fd_words * 2u : need;
+    if (words < 16u)
+        words = 16u;
+    bits = mio__realloc(r->arena, r->fd_bits, words * sizeof(*bits));
+    if (bits == NULL)
+        return -ENOMEM;
+    memset(bits + r->fd_words, 0, (words - r->fd_words) * sizeof(*bits));
+    r->fd_bits = bits;
+    r->fd_words = words;
+    return 0;
+}
+
+static bool fd_bit(const mio_reactor *r, int fd)
+{
+    return (size_t)fd / 64u < r->fd_words && (r->fd_bits[fd / 64] >> (fd % 64) & 1u) != 0;
+}
+
+static void fd_bit_set(mio_reactor *r, int fd, bool on)
+{
+    uint64_t m = (uint64_t)1 << (fd % 64);
+
+    if (on)
+        r->fd_bits[fd / 64] |= m;
+    else
+        r->fd_bits[fd / 64] &= ~m;
+}
+
+/* Slot idx has just registered fd, so the kernel held no registration of the number here: a live
+ * slot that still names it registered an fd that was closed since without being removed. That
+ * slot loses the number (fd -1), so its token can no longer modify or remove the new owner's
+ * registration. A walk over the slab, but only on this misuse path. */
+static void fd_claim(mio_reactor *r, int fd, uint32_t idx)
+{
+    if (!fd_bit(r, fd)) {
+        fd_bit_set(r, fd, true);
+        return;
+    }
+    for (uint32_t i = 0; i < r->h.slab.npages * MIO__SLAB_PAGE_SLOTS; i++) {
+        struct mio__slot *slot = mio__slab_at(&r->h.slab, i);
+
+        if (i != idx && slot->fn != MIO__SLAB_FN_FREE && slot->fd == fd)
+            slot->fd = -1;
+    }
+}
 
 int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn, void *arg,
                     mio_token *out)
@@ -208,6 +276,9 @@ int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn,
         return -EINVAL;
     if (fd < 0)
         return -EBADF;
+    err = fd_bits_reserve(r, fd);
+    if (err < 0)
+        return err;
     err = mio__slab_alloc(&r->h.slab, &idx);
     if (err < 0)
         return err;
@@ -219,6 +290,7 @@ int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn,
         mio__slab_release(&r->h.slab, idx);
         return err;
     }
+    fd_claim(r, fd, idx);
     ctr_set(&r->st.handlers, r->h.slab.used);
     if (out != NULL)
         *out = (mio_token)token;
@@ -235,10 +307,14 @@ int mio_reactor_modify(mio_reactor *r, mio_token token, mio_interest interest)
     slot = mio__slab_lookup(&r->h.slab, token);
     if (slot == NULL)
         return -ENOENT;
+    if (slot->fd < 0)
+        return -EBADF; /* closed, and the number went to another handler (fd_claim) */
     err = mio_registry_reregister(r->reg, slot->fd, token, interest);
-    if (err < 0)
-        return err;
-    return 0;
+    /* The slot registered this number, so "not registered" means the fd was closed (and the
+     * number is now unused, or used by a file this reactor does not watch). */
+    if (err == -ENOENT)
+        return -EBADF;
+    return err < 0 ? err : 0;
 }
 
 int mio_reactor_remove(mio_reactor *r, mio_token token)
@@ -251,6 +327,8 @@ int mio_reactor_remove(mio_reactor *r, mio_token token)
     slot = mio__slab_lookup(&r->h.slab, token);
     if (slot == NULL)
         return -ENOENT;
+    if (slot->fd < 0)
+        return mio__reactor_forget(r, token); /* the number has a new owner: leave it alone */
     err = mio_registry_deregister(r->reg, slot->fd);
     /* -EBADF / -ENOENT: the fd was closed before the remove, which already dropped the kernel's
      * registration; the token is released all the same. */
@@ -261,8 +339,12 @@ int mio_reactor_remove(mio_reactor *r, mio_token token)
 
 int mio__reactor_forget(mio_reactor *r, mio_token token)
 {
-    if (mio__slab_lookup(&r->h.slab, token) == NULL)
+    struct mio__slot *slot = mio__slab_lookup(&r->h.slab, token);
+
+    if (slot == NULL)
         return -ENOENT;
+    if (slot->fd >= 0)
+        fd_bit_set(r, slot->fd, false);
     /* Bumping the generation is what drops events of this token already harvested in the
      * current batch: the dispatcher compares generations before every call. The slot itself may
      * be reused at once (slab pages never move or shrink while the reactor lives). */
@@ -306,13 +388,25 @@ int mio_reactor_post(mio_reactor *r, mio_task_fn fn, void *arg)
     return 0;
 }
 
+void mio__reactor_stop(mio_reactor *r)
+{
+    mio__pr_store_uint(&r->stop, 1);
+    (void)mio__reactor_wake(r);
+}
+
 int mio_reactor_stop(mio_reactor *r)
 {
     if (r == NULL)
         return -EINVAL;
-    mio__pr_store_uint(&r->stop, 1);
-    (void)mio__reactor_wake(r);
+    if (mio__pr_load_uint(&r->pool_owned) != 0)
+        return -EPERM; /* a worker that left its loop would still be handed connections */
+    mio__reactor_stop(r);
     return 0;
+}
+
+void mio__reactor_set_pool_owned(mio_reactor *r, bool owned)
+{
+    mio__pr_store_uint(&r->pool_owned, owned ? 1u : 0u);
 }
 
 /* ------------------------------------------------------------------ timers */
@@ -377,6 +471,13 @@ static int wait_timeout(const mio_reactor *r, int timeout_ms)
     return timeout_ms;
 }
 
+/* A safe point: no user callback of this reactor is on the stack. */
+static inline void settle_point(mio_reactor *r)
+{
+    if (r->settle_req)
+        mio__reactor_settle(r);
+}
+
 static int run_tasks(mio_reactor *r)
 {
     /* Only what is queued now: tasks that post tasks cannot keep this iteration going forever. */
@@ -386,6 +487,7 @@ static int run_tasks(mio_reactor *r)
 
     while (n-- > 0 && mio__post_queue_pop(&r->tasks, &t)) {
         t.fn(r, t.arg);
+        settle_point(r);
         ran++;
     }
     if (ran > 0)
@@ -403,6 +505,7 @@ static int run_timers(mio_reactor *r)
         mio_timer_fn fn = (mio_timer_fn)t->fn;
         fn(r, mio__wheel_id(t), t->arg);
         mio__wheel_fired(&r->wheel, t);
+        settle_point(r);
         ran++;
     }
     if (ran > 0)
@@ -413,9 +516,12 @@ static int run_timers(mio_reactor *r)
 
 static int iterate(mio_reactor *r, int timeout_ms)
 {
-    int timeout = wait_timeout(r, timeout_ms), n, ran = 0, handlers = 0;
+    int timeout, n, ran = 0, handlers = 0;
     bool published = false, src_pending = false, woke = false;
     uint64_t stale = 0;
+
+    settle_point(r); /* work deferred by calls made outside the loop */
+    timeout = wait_timeout(r, timeout_ms);
 
     if (timeout != 0) {
         mio__pr_store_uint(&r->state, STATE_SLEEPING);
@@ -455,6 +561,7 @@ static int iterate(mio_reactor *r, int timeout_ms)
             continue;
         }
         mio__slab_fn(&r->h.slab, slot)(r, token, ev, mio__slab_arg(slot));
+        settle_point(r);
         handlers++;
     }
     if (handlers > 0)
@@ -463,8 +570,10 @@ static int iterate(mio_reactor *r, int timeout_ms)
         ctr_add(&r->st.stale_events, stale);
     ran += handlers;
 
-    if (r->has_src && (woke || src_pending))
+    if (r->has_src && (woke || src_pending)) {
         r->src.drain(r, r->src.arg);
+        settle_point(r);
+    }
     ran += run_tasks(r);
     /* Callbacks ran: refresh the clock so that timers see the time they actually run at. */
     if (ran > 0)
@@ -536,6 +645,38 @@ void *mio__reactor_read_buffer(mio_reactor *r, size_t *len)
     if (len != NULL)
         *len = READ_BUFFER_SIZE;
     return r->h.read_buf;
+}
+
+int mio__reactor_attach(mio_reactor *r, const struct mio__reactor_ext *ext, void *ctx)
+{
+    if (r->ext != NULL)
+        return -EEXIST;
+    r->ext = ext;
+    r->ext_ctx = ctx;
+    return 0;
+}
+
+void *mio__reactor_ext_ctx(const mio_reactor *r)
+{
+    return r->ext_ctx;
+}
+
+void mio__reactor_request_settle(mio_reactor *r)
+{
+    r->settle_req = true;
+}
+
+void mio__reactor_settle(mio_reactor *r)
+{
+    if (!r->settle_req || r->settling || r->ext == NULL)
+        return;
+    r->settling = true;
+    /* Settling may defer more work (an on_close that closes another conn): loop until none. */
+    while (r->settle_req) {
+        r->settle_req = false;
+        r->ext->settle(r, r->ext_ctx);
+    }
+    r->settling = false;
 }
 
 int mio__reactor_set_source(mio_reactor *r, const struct mio__reactor_source *src)

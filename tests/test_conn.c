@@ -366,6 +366,10 @@ static void test_half_close(void **state)
     assert_int_equal(mio_conn_write(t.c, "z", 1), -EPIPE);
     assert_int_equal(t.closes, 0);
     mio_conn_close(t.c);
+    /* on_close never runs inside the call: it waits for the reactor's next iteration */
+    assert_int_equal(t.closes, 0);
+    assert_int_equal(mio_conn_write(t.c, "z", 1), -EPIPE);
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
     assert_int_equal(t.closes, 1);
     assert_int_equal(t.reason, 0);
     assert_int_equal(t.eofs, 1);
@@ -409,6 +413,9 @@ static void test_rst_during_write(void **state)
     usleep(50000);
     err = mio_conn_write(u.c, buf, 8 << 20);
     assert_true(err == -ECONNRESET || err == -EPIPE);
+    assert_int_equal(u.closes, 0); /* not inside the failed call: at the next iteration */
+    assert_int_equal(mio_conn_write(u.c, "z", 1), -EPIPE);
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
     assert_int_equal(u.closes, 1);
     assert_int_equal(u.reason, err);
     free(buf);
@@ -562,6 +569,8 @@ static void test_many_ops(void **state)
     for (int i = 0; i < NOPS; i++) {
         t[i].closed_by_user = true;
         mio_conn_close(t[i].c);
+        assert_int_equal(t[i].closes, 0);
+        assert_true(mio_reactor_run_once(r, 0) >= 0);
         assert_int_equal(t[i].closes, 1);
         assert_int_equal(t[i].reason, 0);
         assert_int_equal(recv(cli[i], buf, sizeof buf, 0), 0); /* the server side is closed */

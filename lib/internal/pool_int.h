@@ -114,6 +114,8 @@ void mio__pool_worker_close_ring(struct mio__pool_worker *w);
 void *mio__pool_acceptor_main(void *arg);
 
 /* shared helpers (pool.c) */
+/* First thing on every pool thread: marks the thread as the pool's (mio_pool_stop refuses it). */
+void mio__pool_thread_enter(const mio_pool *pool);
 void mio__pool_thread_running(mio_pool *pool, int err);
 void mio__pool_pin(mio_pool *pool, unsigned slot);
 /* Accepts one connection on lfd: fd >= 0, -EAGAIN, or another -errno (EMFILE handled by the

@@ -81,6 +81,33 @@ int mio__reactor_intern_index(mio_reactor *r, const void *data, size_t len, uint
 uint64_t mio__reactor_conn_count(const mio_reactor *r);
 void mio__reactor_conn_count_add(mio_reactor *r, int64_t delta);
 
+/* One upper layer (the conn layer) may attach per-reactor state. `settle` runs deferred work at
+ * safe points: only when requested with mio__reactor_request_settle, after the reactor callback
+ * (handler, task, timer, source drain) during which it was requested has returned, and at the
+ * start of the next iteration for requests made outside callbacks; never nested in itself.
+ * `destroy` runs first thing in mio_reactor_free, while everything else still works (it may
+ * call user callbacks), and must release ctx. */
+struct mio__reactor_ext {
+    void (*settle)(mio_reactor *r, void *ctx);
+    void (*destroy)(mio_reactor *r, void *ctx);
+};
+/* Returns 0, or -EEXIST when another layer is attached already. */
+int mio__reactor_attach(mio_reactor *r, const struct mio__reactor_ext *ext, void *ctx);
+/* The attached ctx, or NULL. */
+void *mio__reactor_ext_ctx(const mio_reactor *r);
+/* Asks for a settle call at the next safe point. */
+void mio__reactor_request_settle(mio_reactor *r);
+/* Runs the settle hook now if one was requested and none is running. For code that is itself at
+ * a safe point outside the loop (the pool worker after its loop ended). */
+void mio__reactor_settle(mio_reactor *r);
+
+/* A pool owns this reactor: the public mio_reactor_stop refuses it (-EPERM) and the public
+ * mio_reactor_free ignores it; the pool uses mio__reactor_stop and clears the mark before it
+ * frees. Set before the reactor's thread starts. */
+void mio__reactor_set_pool_owned(mio_reactor *r, bool owned);
+/* mio_reactor_stop without the ownership check. Any thread. */
+void mio__reactor_stop(mio_reactor *r);
+
 /* Refreshes the cached clock (after a long callback). */
 void mio__reactor_update_now(mio_reactor *r);
 
