@@ -26,7 +26,8 @@
 MIO_BEGIN_DECLS
 
 /* Names any libmio result: a negative errno gives its strerror text, >= 0 gives "success".
- * Thread-safe (returns a pointer to a static string, never NULL, never freed by the caller). */
+ * Thread-safe: the text lives in a per-thread buffer that the calling thread's next call
+ * overwrites (copy it to keep it); never NULL, never freed by the caller. */
 MIO_EXTERN const char *mio_strerror(int result);
 
 MIO_END_DECLS

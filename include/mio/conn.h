@@ -1,5 +1,13 @@
 /* Conn: a buffered connection on a reactor — read callback, write queue with back-pressure,
- * half-close, idle timeout, and exactly one on_close. All functions are for the reactor's thread. */
+ * half-close, idle timeout, and exactly one on_close. All functions are for the reactor's thread.
+ *
+ * Lifetime: a mio_conn * is valid from mio_conn_open until its on_close returns, and no longer.
+ * on_close never runs inside a call the user made (mio_conn_close, a failed mio_conn_write, ...):
+ * it runs once the callback in which the conn closed or failed has returned (handler, on_read,
+ * on_drain, task, timer, another on_close, accept callback), or, for a close made outside any
+ * callback, at the start of the reactor's next iteration (or in mio_reactor_free). Between the
+ * close and on_close the conn is "closing": mio_conn_close does nothing, writes, shutdown and the
+ * setters return -EPIPE, mio_conn_fd and mio_conn_pending still answer, no on_read runs. */
 #ifndef MIO_CONN_H
 #define MIO_CONN_H
 
@@ -17,7 +25,8 @@ typedef struct mio_conn_ops {
     void (*on_read)(mio_conn *c, const void *data, size_t len, void *arg);
     /* Runs exactly once: reason 0 after mio_conn_close, -ETIMEDOUT for the idle timeout,
      * -ECONNRESET / -EPIPE / other -errno when the socket fails, -ECANCELED when a pool stop could
-     * not flush it in time. The conn is freed and its fd closed right after it returns. */
+     * not flush it in time or mio_reactor_free closed it. The conn is freed and its fd closed
+     * right after it returns. */
     void (*on_close)(mio_conn *c, int reason, void *arg);
     /* Optional: the write queue fell to the low water mark after exceeding the high one. */
     void (*on_drain)(mio_conn *c, void *arg);
@@ -29,22 +38,25 @@ typedef struct mio_conn_ops {
 MIO_EXTERN int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg,
                              mio_conn **out);
 /* Sends at once when nothing is queued and copies what cannot be sent now. Returns 0, -EPIPE
- * (after shutdown/close), or the -errno of a failed send (the conn then closes by itself and
- * on_close reports the same reason). */
+ * (already closing: after mio_conn_shutdown or mio_conn_close, or after an earlier failure),
+ * -EINVAL (the iovec lengths overflow size_t), or the -errno of this call's failed send (the conn
+ * then closes by itself and on_close, later, reports the same reason). */
 MIO_EXTERN int mio_conn_write(mio_conn *c, const void *data, size_t len);
 MIO_EXTERN int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt);
 /* Sends FIN once the queue is flushed; reading goes on. Returns 0 or -errno. */
 MIO_EXTERN int mio_conn_shutdown(mio_conn *c);
-/* Closes once the queue is flushed; no on_read after this; on_close(0) runs exactly once. */
+/* Closes once the queue is flushed; no on_read after this; on_close(0) runs exactly once,
+ * after the current callback returns. A second call (before on_close ran) does nothing. */
 MIO_EXTERN void mio_conn_close(mio_conn *c);
 /* Bytes queued, not yet handed to the kernel. */
 MIO_EXTERN size_t mio_conn_pending(const mio_conn *c);
 /* Reading pauses while pending > high and resumes at <= low (then on_drain runs).
- * Returns 0 or -EINVAL (low > high). Defaults: low 64 KiB, high 1 MiB. */
+ * Returns 0, -EINVAL (low > high) or -EPIPE (closing). Defaults: low 64 KiB, high 1 MiB. */
 MIO_EXTERN int mio_conn_set_watermarks(mio_conn *c, size_t low, size_t high);
-/* Closes with -ETIMEDOUT after ms without received data (0 disables). Returns 0 or -errno. */
+/* Closes with -ETIMEDOUT after ms without received data (0 disables). Returns 0, -ENOMEM, or
+ * -EPIPE (closing, also while a closed conn still flushes). */
 MIO_EXTERN int mio_conn_set_idle_timeout(mio_conn *c, uint64_t ms);
-/* The socket fd (owned by the conn). */
+/* The socket fd (owned by the conn; valid until on_close returns). */
 MIO_EXTERN int mio_conn_fd(const mio_conn *c);
 /* The reactor the conn lives on. */
 MIO_EXTERN mio_reactor *mio_conn_reactor(const mio_conn *c);

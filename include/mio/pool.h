@@ -86,13 +86,18 @@ MIO_EXTERN int mio_pool_start(mio_pool *pool);
  * and closes every mio_conn open on the workers (on_close runs once each: reason 0 when flushed,
  * -ECANCELED if not flushed within drain_ms; negative drain_ms counts as 0), stops the workers and
  * joins every thread. Tasks a worker has not run when it stops are dropped. Returns as soon as all
- * is flushed or drain_ms passed; no callback runs after it returns. Any thread but a pool thread.
- * Stop before start and a second stop return 0. */
+ * is flushed or drain_ms passed; no callback runs after it returns. Any thread but a pool thread:
+ * called on one (from a callback on a worker) it returns -EDEADLK and the pool runs on intact; a
+ * callback that wants the server to stop tells the owner thread (a flag it polls, a pipe, or
+ * kill(getpid(), SIGTERM) with the owner waiting in sigwait). Stop before start and a second stop
+ * return 0. */
 MIO_EXTERN int mio_pool_stop(mio_pool *pool, int drain_ms);
-/* Stops (drain 0) if still running, then frees everything; NULL accepted. */
+/* Stops (drain 0) if still running, then frees everything; NULL accepted. Owner thread: called
+ * on a pool thread it does nothing (the stop it needs is refused with -EDEADLK). */
 MIO_EXTERN void mio_pool_free(mio_pool *pool);
 MIO_EXTERN unsigned mio_pool_workers(const mio_pool *pool);
-/* Worker i's reactor (borrowed), NULL when i >= workers. */
+/* Worker i's reactor (borrowed), NULL when i >= workers. The pool owns it: mio_reactor_stop on it
+ * returns -EPERM and mio_reactor_free ignores it (stop and free the pool instead). */
 MIO_EXTERN mio_reactor *mio_pool_worker(mio_pool *pool, unsigned i);
 /* Any thread: worker i's counters. Returns 0 or -EINVAL (bad index). */
 MIO_EXTERN int mio_pool_stats(const mio_pool *pool, unsigned worker, mio_worker_stats *out);

@@ -54,8 +54,10 @@ struct mio_reactor_stats {
 MIO_EXTERN int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out);
 /* Frees everything the reactor owns; tasks still queued are dropped without running, pending
  * timers without firing; fds added with mio_reactor_add stay the caller's (their registrations
- * go with the epoll fd). NULL accepted. Not while the reactor runs, not from a callback, and only
- * once no other thread can still post or stop it. */
+ * go with the epoll fd). mio_conns still open are closed first: each on_close runs once, reason
+ * -ECANCELED (conns already closing keep their reason), and their fds are closed. NULL accepted;
+ * a reactor owned by a pool (mio_pool_worker) is ignored. Not while the reactor runs, not from a
+ * callback, and only once no other thread can still post or stop it. */
 MIO_EXTERN void mio_reactor_free(mio_reactor *r);
 /* Registers fd (edge-triggered) with interest and handler fn(r, token, ev, arg). Returns 0 and
  * *out (may be NULL; the token: slot index | generation << 32, never 0), -EINVAL (interest 0 or
@@ -65,13 +67,15 @@ MIO_EXTERN void mio_reactor_free(mio_reactor *r);
 MIO_EXTERN int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn,
                                void *arg, mio_token *out);
 /* Changes the interest of a token. Returns 0, -EINVAL (interest 0 or unknown bits), -ENOENT
- * (stale or unknown token: the slot's new owner is never touched), -EBADF (fd closed). */
+ * (stale or unknown token: the slot's new owner is never touched), -EBADF (the fd was closed;
+ * if its number now belongs to another fd added here, that fd's registration is not touched). */
 MIO_EXTERN int mio_reactor_modify(mio_reactor *r, mio_token token, mio_interest interest);
 /* Deregisters a token; the fd stays the caller's. An event for it already harvested in the current
  * batch is dropped, never dispatched (counted in stale_events), even when a later add in the same
  * batch reuses the slot (and the fd number). Returns 0 or -ENOENT (stale or unknown: the slot's
  * new owner is never touched). Safe inside any callback, including the token's own handler.
- * If the fd was already closed the token is released all the same (0). */
+ * If the fd was already closed the token is released all the same (0), and when its number now
+ * belongs to another fd added here, that fd stays registered. */
 MIO_EXTERN int mio_reactor_remove(mio_reactor *r, mio_token token);
 /* Runs iterations until mio_reactor_stop (consuming that stop). Signals (-EINTR) are waited
  * through. Returns 0, -EBUSY (called from a callback of this reactor), or -errno when polling
@@ -84,7 +88,9 @@ MIO_EXTERN int mio_reactor_run(mio_reactor *r);
  * callback of this reactor), -EINTR when a signal interrupts the wait. */
 MIO_EXTERN int mio_reactor_run_once(mio_reactor *r, int timeout_ms);
 /* Any thread: makes mio_reactor_run return after the current iteration (wakes it if asleep).
- * A stop before run makes the next run return at once. Returns 0 or -EINVAL. */
+ * A stop before run makes the next run return at once. Returns 0, -EINVAL, or -EPERM for a
+ * pool's worker reactor (stop the pool: a worker that left its loop would still be handed
+ * connections). */
 MIO_EXTERN int mio_reactor_stop(mio_reactor *r);
 /* Any thread (the reactor's own too): queues fn(r, arg) to run on the reactor's thread. Lock-free
  * (a Concurrency Kit MPSC ring). FIFO per producer; never silently lost: returns 0, or -EAGAIN
