@@ -35,6 +35,8 @@
 
 #include <mio/mio.h>
 
+#include "../examples/example_util.h"
+
 /* ------------------------------------------------------------------ options */
 
 enum mode { MODE_PINGPONG, MODE_PIPELINE, MODE_CONNECT, MODE_IDLE };
@@ -87,24 +89,15 @@ static void usage(FILE *f)
             "Exit: 0 all bytes verified and no errors, 1 otherwise, 2 bad usage.\n");
 }
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0')
-        return -EINVAL;
-    *out = v;
-    return 0;
-}
-
+/* Returns 0, -EINVAL for bad usage (the caller prints it), or -EDOM for a bad value (already
+ * reported in one line by the example_parse_* functions). */
 static int parse_args(int argc, char **argv)
 {
     bool sources_set = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        uint64_t n = 0;
+        unsigned long long n = 0;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             exit(0);
@@ -120,8 +113,8 @@ static int parse_args(int argc, char **argv)
         i++;
         if (strcmp(a, "--target") == 0) {
             opt.target_text = v;
-            if (mio_addr_parse(v, &opt.target) < 0)
-                return -EINVAL;
+            if (!example_parse_addr("mio-load", a, v, &opt.target))
+                return -EDOM;
         } else if (strcmp(a, "--mode") == 0) {
             unsigned m;
             for (m = 0; m < 4 && strcmp(v, mode_names[m]) != 0; m++)
@@ -130,29 +123,41 @@ static int parse_args(int argc, char **argv)
                 return -EINVAL;
             opt.mode = (enum mode)m;
         } else if (strcmp(a, "--duration") == 0 || strcmp(a, "--drain") == 0) {
-            char *end;
-            double d = strtod(v, &end);
-            if (end == v || *end != '\0' || !(d >= 0) || d > 1e6)
-                return -EINVAL;
-            *(strcmp(a, "--drain") == 0 ? &opt.drain : &opt.duration) = d;
-        } else if (parse_u64(v, &n) < 0) {
-            return -EINVAL;
-        } else if (strcmp(a, "--threads") == 0 && n >= 1 && n <= 256) {
+            if (!example_parse_seconds("mio-load", a, v, 1e6,
+                                       strcmp(a, "--drain") == 0 ? &opt.drain : &opt.duration))
+                return -EDOM;
+        } else if (strcmp(a, "--threads") == 0) {
+            if (!example_parse_ull("mio-load", a, v, 1, 256, &n))
+                return -EDOM;
             opt.threads = (unsigned)n;
-        } else if (strcmp(a, "--conns") == 0 && n >= 1 && n <= 1000000) {
+        } else if (strcmp(a, "--conns") == 0) {
+            if (!example_parse_ull("mio-load", a, v, 1, 1000000, &n))
+                return -EDOM;
             opt.conns = (unsigned)n;
-        } else if (strcmp(a, "--size") == 0 && n >= 1 && n <= (1u << 24)) {
+        } else if (strcmp(a, "--size") == 0) {
+            if (!example_parse_ull("mio-load", a, v, 1, 1u << 24, &n))
+                return -EDOM;
             opt.size = (size_t)n;
-        } else if (strcmp(a, "--window") == 0 && n >= 1 && n <= (1u << 26)) {
+        } else if (strcmp(a, "--window") == 0) {
+            if (!example_parse_ull("mio-load", a, v, 1, 1u << 26, &n))
+                return -EDOM;
             opt.window = (size_t)n;
         } else if (strcmp(a, "--count") == 0) {
+            if (!example_parse_ull("mio-load", a, v, 0, UINT64_MAX, &n))
+                return -EDOM;
             opt.count = n;
-        } else if (strcmp(a, "--interval-us") == 0 && n <= 10000000) {
+        } else if (strcmp(a, "--interval-us") == 0) {
+            if (!example_parse_ull("mio-load", a, v, 0, 10000000, &n))
+                return -EDOM;
             opt.interval_us = (unsigned)n;
-        } else if (strcmp(a, "--sources") == 0 && n <= 254) {
+        } else if (strcmp(a, "--sources") == 0) {
+            if (!example_parse_ull("mio-load", a, v, 0, 254, &n))
+                return -EDOM;
             opt.sources = (unsigned)n;
             sources_set = true;
-        } else if (strcmp(a, "--max-connecting") == 0 && n >= 1 && n <= 100000) {
+        } else if (strcmp(a, "--max-connecting") == 0) {
+            if (!example_parse_ull("mio-load", a, v, 1, 100000, &n))
+                return -EDOM;
             opt.max_connecting = (unsigned)n;
         } else {
             return -EINVAL;
@@ -835,8 +840,10 @@ static void progress_line(const struct totals *cur, const struct totals *prev, d
 
 int main(int argc, char **argv)
 {
-    if (parse_args(argc, argv) < 0) {
-        usage(stderr);
+    int r = parse_args(argc, argv);
+    if (r < 0) {
+        if (r != -EDOM)
+            usage(stderr);
         return 2;
     }
     if (opt.progress < 0)

@@ -5,13 +5,14 @@
  *
  * Prints the bound address first (so --listen 127.0.0.1:0 works). With --self-test N it also opens
  * N clients itself, a window of them at a time, and exits 0 once all N were accepted and every
- * client saw its connection closed. SIGINT/SIGTERM end it cleanly with a one-line summary. */
+ * client saw its connection closed. Out of fds (EMFILE/ENFILE), accepting pauses until a client
+ * closes or 100 ms pass, so the backlog is served without waiting for a new connection; failures
+ * are reported at most once a second. SIGINT/SIGTERM end it cleanly with a one-line summary. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <mio/mio.h>
@@ -40,13 +41,6 @@ static void usage(FILE *f)
                "  Prints the bound address as its first line; SIGINT/SIGTERM stop it.\n");
 }
 
-static unsigned long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000ull;
-}
-
 /* Opens clients until WINDOW are in flight or all N are open. */
 static int open_clients(struct self_test *t, mio_registry *reg)
 {
@@ -67,8 +61,25 @@ static int open_clients(struct self_test *t, mio_registry *reg)
     return 0;
 }
 
-/* A client's connection is closed once a read says EOF or reset. */
-static int client_event(struct self_test *t, long i, const mio_event *ev)
+/* Accepts and closes until the backlog is empty or accepting pauses (see example_accept_failed). */
+static void accept_all(int lfd, long *accepted, struct example_accept *acc)
+{
+    for (;;) {
+        int fd = mio_tcp_listener_accept(lfd, NULL);
+        if (fd < 0) {
+            if (example_accept_failed(acc, fd))
+                continue;
+            return;
+        }
+        close(fd);
+        (*accepted)++;
+    }
+}
+
+/* A client's connection is closed once a read says EOF or reset; then its fd is closed, which
+ * ends an accept pause. */
+static int client_event(struct self_test *t, long i, const mio_event *ev,
+                        struct example_accept *acc)
 {
     char buf[64];
     ssize_t n;
@@ -87,6 +98,7 @@ static int client_event(struct self_test *t, long i, const mio_event *ev)
         return (int)n;
     }
     close(fd);
+    example_accept_fd_closed(acc);
     t->fds[i] = -1;
     t->done++;
     return 0;
@@ -96,6 +108,8 @@ int main(int argc, char **argv)
 {
     const char *listen_text = "127.0.0.1:13265";
     struct self_test t;
+    struct example_accept acc;
+    unsigned long long n;
     mio_poll *poll = NULL;
     mio_events *events = NULL;
     mio_registry *reg;
@@ -112,21 +126,17 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
             listen_text = argv[++i];
         } else if (strcmp(argv[i], "--self-test") == 0 && i + 1 < argc) {
-            char *end;
-            t.n = strtol(argv[++i], &end, 10);
-            if (*end != '\0' || t.n <= 0 || t.n > 10000000) {
-                fprintf(stderr, "mio-drop: bad --self-test count\n");
+            if (!example_parse_ull("mio-drop", "--self-test", argv[++i], 1, 10000000, &n))
                 return 2;
-            }
+            t.n = (long)n;
         } else {
             usage(stderr);
             return 2;
         }
     }
-    if (mio_addr_parse(listen_text, &addr) < 0) {
-        fprintf(stderr, "mio-drop: bad address '%s'\n", listen_text);
+    if (!example_parse_addr("mio-drop", "--listen", listen_text, &addr))
         return 2;
-    }
+    example_accept_init(&acc, "mio-drop");
 
     if ((r = mio_poll_new(&poll)) < 0 || (r = mio_events_new(1024, &events)) < 0)
         goto err;
@@ -151,14 +161,14 @@ int main(int argc, char **argv)
             goto err;
     }
 
-    deadline = now_ms() + SELF_TEST_LIMIT_MS;
+    deadline = example_now_ms() + SELF_TEST_LIMIT_MS;
     while (sig == 0 && !(t.n > 0 && accepted >= t.n && t.done == t.n)) {
-        r = mio_poll_poll(poll, events, t.n > 0 ? 1000 : -1);
+        r = mio_poll_poll(poll, events, example_accept_timeout(&acc, t.n > 0 ? 1000 : -1));
         if (r == -EINTR)
             continue;
         if (r < 0)
             goto err;
-        if (t.n > 0 && now_ms() > deadline) {
+        if (t.n > 0 && example_now_ms() > deadline) {
             fprintf(stderr, "mio-drop: self-test timed out: %ld accepted, %ld of %ld clients done\n",
                     accepted, t.done, t.n);
             goto out;
@@ -167,29 +177,27 @@ int main(int argc, char **argv)
         {
             mio_token tok = mio_event_token(ev);
             if (tok == SERVER) {
-                int fd;
-                /* Edge-triggered: accept until the backlog is empty, dropping each. */
-                while ((fd = mio_tcp_listener_accept(lfd, NULL)) >= 0) {
-                    close(fd);
-                    accepted++;
-                }
-                if (fd != -EAGAIN && fd != -ECONNABORTED)
-                    fprintf(stderr, "mio-drop: accept: %s\n", mio_strerror(fd));
+                accept_all(lfd, &accepted, &acc);
             } else if (tok == SIGNALS) {
                 sig = example_signal_read(sfd);
             } else if (t.n > 0 && tok >= CLIENT && tok - CLIENT < (mio_token)t.n) {
-                if ((r = client_event(&t, (long)(tok - CLIENT), ev)) < 0)
+                if ((r = client_event(&t, (long)(tok - CLIENT), ev, &acc)) < 0)
                     goto err;
             }
         }
+        /* The listener gives no new edge for connections left waiting by a pause. */
+        if (example_accept_due(&acc))
+            accept_all(lfd, &accepted, &acc);
         if (t.n > 0 && (r = open_clients(&t, reg)) < 0)
             goto err;
     }
     if (sig != 0)
-        printf("mio-drop: stopped by signal %d: accepted %ld connections\n", sig, accepted);
+        printf("mio-drop: stopped by signal %d: accepted %ld connections, %llu accept failures\n",
+               sig, accepted, acc.failures);
     else
-        printf("mio-drop: self-test ok: accepted %ld connections, %ld clients saw the close\n",
-               accepted, t.done);
+        printf("mio-drop: self-test ok: accepted %ld connections, %ld clients saw the close, "
+               "%llu accept failures\n",
+               accepted, t.done, acc.failures);
     status = 0;
     goto out;
 

@@ -8,7 +8,9 @@
  * reading pauses (interest WRITABLE only) and resumes once they are flushed. A short read means
  * the socket is drained (no extra read for EAGAIN) unless the event also says read-closed, in
  * which case reading goes on to see the EOF. EOF or an error closes the connection. Events for
- * unknown tokens are ignored. SIGINT/SIGTERM end it cleanly with a one-line summary. */
+ * unknown tokens are ignored. Out of fds (EMFILE/ENFILE), accepting pauses until a connection
+ * closes or 100 ms pass, so the backlog is served without waiting for a new client; failures are
+ * reported at most once a second. SIGINT/SIGTERM end it cleanly with a one-line summary. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -93,6 +95,29 @@ static void conn_close(struct table *t, mio_registry *reg, long i, struct stats 
     t->free_head = i;
     t->open--;
     st->closed++;
+}
+
+/* Accepts until the backlog is empty or accepting pauses (see example_accept_failed). */
+static void accept_all(int lfd, struct table *t, mio_registry *reg, struct stats *st,
+                       struct example_accept *acc)
+{
+    for (;;) {
+        int fd = mio_tcp_listener_accept(lfd, NULL);
+        if (fd < 0) {
+            if (example_accept_failed(acc, fd))
+                continue;
+            return;
+        }
+        long i = table_take(t);
+        if (i < 0) {
+            close(fd);
+            continue;
+        }
+        t->slots[i].fd = fd;
+        st->accepted++;
+        if (mio_registry_register(reg, fd, CONN_BASE + (mio_token)i, MIO_READABLE) < 0)
+            conn_close(t, reg, i, st);
+    }
 }
 
 /* Sends what is pending; 1 when all is out, 0 when some is left, -errno on failure. */
@@ -183,6 +208,7 @@ int main(int argc, char **argv)
     const char *listen_text = "127.0.0.1:7001";
     struct table t = {NULL, 0, -1, 0};
     struct stats st = {0, 0, 0};
+    struct example_accept acc;
     mio_poll *poll = NULL;
     mio_events *events = NULL;
     mio_registry *reg;
@@ -201,10 +227,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (mio_addr_parse(listen_text, &addr) < 0) {
-        fprintf(stderr, "mio-echo: bad address '%s'\n", listen_text);
+    if (!example_parse_addr("mio-echo", "--listen", listen_text, &addr))
         return 2;
-    }
+    example_accept_init(&acc, "mio-echo");
     buf = malloc(BUF_SIZE);
     if (buf == NULL) {
         r = -ENOMEM;
@@ -225,7 +250,7 @@ int main(int argc, char **argv)
         goto err;
 
     while (sig == 0) {
-        r = mio_poll_poll(poll, events, -1);
+        r = mio_poll_poll(poll, events, example_accept_timeout(&acc, -1));
         if (r == -EINTR)
             continue;
         if (r < 0)
@@ -234,35 +259,26 @@ int main(int argc, char **argv)
         {
             mio_token tok = mio_event_token(ev);
             if (tok == SERVER) {
-                int fd;
-                while ((fd = mio_tcp_listener_accept(lfd, NULL)) >= 0) {
-                    long i = table_take(&t);
-                    if (i < 0) {
-                        close(fd);
-                        continue;
-                    }
-                    t.slots[i].fd = fd;
-                    st.accepted++;
-                    r = mio_registry_register(reg, fd, CONN_BASE + (mio_token)i, MIO_READABLE);
-                    if (r < 0)
-                        conn_close(&t, reg, i, &st);
-                }
-                if (fd != -EAGAIN && fd != -ECONNABORTED)
-                    fprintf(stderr, "mio-echo: accept: %s\n", mio_strerror(fd));
+                accept_all(lfd, &t, reg, &st, &acc);
             } else if (tok == SIGNALS) {
                 sig = example_signal_read(sfd);
             } else {
                 struct conn *c = table_get(&t, tok);
                 if (c == NULL)
                     continue; /* unknown or already closed: ignore */
-                if (conn_event(c, reg, tok, ev, buf, &st) < 0)
+                if (conn_event(c, reg, tok, ev, buf, &st) < 0) {
                     conn_close(&t, reg, (long)(tok - CONN_BASE), &st);
+                    example_accept_fd_closed(&acc);
+                }
             }
         }
+        /* The listener gives no new edge for connections left waiting by a pause. */
+        if (example_accept_due(&acc))
+            accept_all(lfd, &t, reg, &st, &acc);
     }
     printf("mio-echo: stopped by signal %d: %llu connections accepted, %llu closed, %llu bytes "
-           "echoed\n",
-           sig, st.accepted, st.closed, st.bytes);
+           "echoed, %llu accept failures\n",
+           sig, st.accepted, st.closed, st.bytes, acc.failures);
     status = 0;
     goto out;
 

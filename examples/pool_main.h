@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <mio/mio.h>
 
+#include "example_util.h"
+
 static void pool_main_usage(FILE *f, const char *prog, const char *what)
 {
     fprintf(f,
@@ -66,6 +68,7 @@ static int pool_main(int argc, char **argv, const char *what, mio_accept_fn fn)
     mio_addr addr;
     char text[MIO_ADDR_STRLEN];
     sigset_t sigs;
+    unsigned long long workers;
     int opt, err, sfd;
 
     while ((opt = getopt_long(argc, argv, "l:w:m:b:ph", longopts, NULL)) != -1) {
@@ -74,7 +77,10 @@ static int pool_main(int argc, char **argv, const char *what, mio_accept_fn fn)
             listen = optarg;
             break;
         case 'w':
-            opts.workers = (unsigned)strtoul(optarg, NULL, 10);
+            /* 0 is the default (online CPUs); mio_pool_new allows up to 4096. */
+            if (!example_parse_ull(argv[0], "--workers", optarg, 0, 4096, &workers))
+                return 2;
+            opts.workers = (unsigned)workers;
             break;
         case 'm':
             if (strcmp(optarg, "acceptor") == 0)
@@ -106,10 +112,8 @@ static int pool_main(int argc, char **argv, const char *what, mio_accept_fn fn)
     }
     if (optind != argc)
         goto usage;
-    if (mio_addr_parse(listen, &addr) < 0) {
-        fprintf(stderr, "%s: bad address '%s'\n", argv[0], listen);
+    if (!example_parse_addr(argv[0], "--listen", listen, &addr))
         return 2;
-    }
     /* Blocked before the pool starts, so its threads inherit the mask and only signalfd sees
      * them. */
     sigemptyset(&sigs);

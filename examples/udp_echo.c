@@ -50,10 +50,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (mio_addr_parse(listen_text, &addr) < 0) {
-        fprintf(stderr, "mio-udp-echo: bad address '%s'\n", listen_text);
+    if (!example_parse_addr("mio-udp-echo", "--listen", listen_text, &addr))
         return 2;
-    }
     buf = malloc(DGRAM_MAX);
     if (buf == NULL) {
         r = -ENOMEM;
