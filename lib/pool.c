@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -128,8 +130,9 @@ err_pool:
     return err;
 }
 
-/* A listening socket; SO_REUSEPORT in reuseport mode. Returns the fd or -errno. */
-static int pool_bind(const mio_addr *addr, bool reuseport, int backlog)
+/* A listening socket; SO_REUSEPORT in reuseport mode; TCP_NODELAY when asked (Linux passes it on
+ * to the accepted sockets). Returns the fd or -errno. */
+static int pool_bind(const mio_addr *addr, bool reuseport, int backlog, bool nodelay)
 {
     int fd, one = 1, err;
     sa_family_t family = addr->u.sa.sa_family;
@@ -145,6 +148,9 @@ static int pool_bind(const mio_addr *addr, bool reuseport, int backlog)
     if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
         goto err_errno;
     if (bind(fd, &addr->u.sa, addr->len) == -1)
+        goto err_errno;
+    if (nodelay && family != AF_UNIX && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+                                                   sizeof(one)) == -1)
         goto err_errno;
     if (listen(fd, backlog) == -1)
         goto err_errno;
@@ -184,7 +190,7 @@ int mio_pool_listen(mio_pool *pool, const mio_addr *addr, mio_accept_fn fn, void
     for (unsigned i = 0; i < nfds; i++)
         l->fds[i] = -1;
     /* The first bind resolves port 0; the others join the same port through SO_REUSEPORT. */
-    err = pool_bind(addr, reuseport, pool->opts.backlog);
+    err = pool_bind(addr, reuseport, pool->opts.backlog, pool->opts.nodelay);
     if (err < 0)
         goto err_mem;
     l->fds[0] = err;
@@ -192,7 +198,7 @@ int mio_pool_listen(mio_pool *pool, const mio_addr *addr, mio_accept_fn fn, void
     if (err < 0)
         goto err_fds;
     for (unsigned i = 1; i < nfds; i++) {
-        err = pool_bind(&l->addr, true, pool->opts.backlog);
+        err = pool_bind(&l->addr, true, pool->opts.backlog, pool->opts.nodelay);
         if (err < 0)
             goto err_fds;
         l->fds[i] = err;
@@ -411,6 +417,29 @@ static _Thread_local const mio_pool *pool_self;
 void mio__pool_thread_enter(const mio_pool *pool)
 {
     pool_self = pool;
+}
+
+int mio_pool_run(mio_pool *pool, int drain_ms)
+{
+    sigset_t stop, old;
+    int sig = 0, err;
+
+    if (pool == NULL || pool->state == POOL_STOPPED)
+        return -EINVAL;
+    if (pool_self == pool)
+        return -EDEADLK;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, &old);
+    err = pool->state == POOL_NEW ? mio_pool_start(pool) : 0;
+    if (err == 0) {
+        err = sigwait(&stop, &sig);
+        err = err == 0 ? sig : -err;
+        (void)mio_pool_stop(pool, drain_ms);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return err;
 }
 
 int mio_pool_stop(mio_pool *pool, int drain_ms)

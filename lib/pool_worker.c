@@ -288,6 +288,10 @@ void *mio__pool_worker_main(void *arg)
     if (w->pool->opts.pin_cpus)
         mio__pool_pin(w->pool, w->index);
     err = worker_setup(w, &ctxs);
+    /* Before the start barrier: mio_pool_start returns after every worker's hook, and the loop
+     * (where fds are accepted or taken from the ring) has not run yet. */
+    if (err == 0 && w->pool->opts.on_worker_start != NULL)
+        w->pool->opts.on_worker_start(w->r, w->index, w->pool->opts.worker_arg);
     mio__pool_thread_running(w->pool, err);
     /* Even after a failed setup the loop runs, so the stop task posted by the owner finds it. */
     (void)mio_reactor_run(w->r);
@@ -295,6 +299,8 @@ void *mio__pool_worker_main(void *arg)
      * pool: close it here, still on this thread and before the owner's join returns. */
     (void)mio__conn_close_all(w->r, 0);
     mio__reactor_settle(w->r); /* their on_close calls, before the owner's join returns */
+    if (err == 0 && w->pool->opts.on_worker_stop != NULL)
+        w->pool->opts.on_worker_stop(w->r, w->index, w->pool->opts.worker_arg);
     mio__free(mio__reactor_arena(w->r), ctxs);
     return NULL;
 }

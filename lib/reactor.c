@@ -50,6 +50,7 @@ struct mio_reactor {
     uint64_t now;
     const struct mio__reactor_ext *ext;
     void *ext_ctx;
+    void *user_data; /* mio_reactor_set_data */
     /* Which fd numbers a live slot holds (one bit each): a token whose fd was closed must never
      * act on the number's next owner (see fd_claim). */
     uint64_t *fd_bits;
@@ -659,6 +660,22 @@ int mio__reactor_attach(mio_reactor *r, const struct mio__reactor_ext *ext, void
 void *mio__reactor_ext_ctx(const mio_reactor *r)
 {
     return r->ext_ctx;
+}
+
+void mio_reactor_set_data(mio_reactor *r, void *data)
+{
+    if (r != NULL)
+        r->user_data = data;
+}
+
+void *mio_reactor_data(const mio_reactor *r)
+{
+    return r != NULL ? r->user_data : NULL;
+}
+
+bool mio__reactor_in_loop(const mio_reactor *r)
+{
+    return r->in_loop;
 }
 
 void mio__reactor_request_settle(mio_reactor *r)

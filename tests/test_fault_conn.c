@@ -29,7 +29,7 @@ struct econn {
     int cli;          /* our blocking peer */
     int closes;       /* on_close calls */
     int reason;       /* on_close reason */
-    int write_err;    /* first failing mio_conn_write result */
+    int write_err;    /* first failing mio_conn_write / mio_conn_flush result */
     size_t echoed;    /* bytes handed back to mio_conn_write successfully */
 };
 
@@ -42,7 +42,11 @@ static void e_on_read(mio_conn *c, const void *data, size_t len, void *arg)
         mio_conn_close(c);
         return;
     }
+    /* Written inside on_read, the bytes would wait for the settle point; the explicit flush sends
+     * them now, so that a failing send surfaces in this call (the send/sendmsg faults below). */
     rc = mio_conn_write(c, data, len);
+    if (rc == 0)
+        rc = mio_conn_flush(c);
     if (rc < 0 && e->write_err == 0)
         e->write_err = rc;
     if (rc == 0)

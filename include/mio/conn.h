@@ -21,7 +21,7 @@ typedef struct mio_conn mio_conn;
 
 typedef struct mio_conn_ops {
     /* Data received; len 0 means the peer's FIN (EOF), delivered once. `data` is valid only during
-     * the call (it lives in the reactor's shared read buffer). */
+     * the call. Bytes left unconsumed (mio_conn_consume) come again at the start of the next call. */
     void (*on_read)(mio_conn *c, const void *data, size_t len, void *arg);
     /* Runs exactly once: reason 0 after mio_conn_close, -ETIMEDOUT for the idle timeout,
      * -ECONNRESET / -EPIPE / other -errno when the socket fails, -ECANCELED when a pool stop could
@@ -37,12 +37,34 @@ typedef struct mio_conn_ops {
  * -ENOMEM, -EEXIST, -EBADF. */
 MIO_EXTERN int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg,
                              mio_conn **out);
-/* Sends at once when nothing is queued and copies what cannot be sent now. Returns 0, -EPIPE
+/* Inside a reactor callback (handler, on_read, task, timer, ...) the bytes are gathered with the
+ * conn's other writes of that callback and handed to the kernel in one send when it returns
+ * (mio_conn_flush sends them sooner); outside callbacks, and for writes over 16 KiB, they go at
+ * once. Copies what cannot be sent now; the caller's buffer may be reused on return. mio_conn_pending
+ * counts gathered and queued bytes alike. Returns 0, -EPIPE
  * (already closing: after mio_conn_shutdown or mio_conn_close, or after an earlier failure),
  * -EINVAL (the iovec lengths overflow size_t), or the -errno of this call's failed send (the conn
  * then closes by itself and on_close, later, reports the same reason). */
 MIO_EXTERN int mio_conn_write(mio_conn *c, const void *data, size_t len);
 MIO_EXTERN int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt);
+/* Hands the bytes this conn's writes staged in the current callback to the kernel now, in one
+ * send (what the socket does not take stays queued). Writes made inside reactor callbacks are
+ * otherwise gathered and sent when the callback returns; writes outside callbacks go at once.
+ * Returns 0, -EPIPE (closed or failed), or the -errno of the failed send (the conn then closes). */
+MIO_EXTERN int mio_conn_flush(mio_conn *c);
+/* Inside on_read only, for this conn: of the len bytes just delivered, the first n were used; the
+ * library keeps the other len - n and delivers them again at the start of the next on_read,
+ * followed by the new bytes, as one contiguous span. Without a call everything counts as used.
+ * The last call in an on_read wins. Returns 0, -EINVAL (NULL conn, not inside this conn's on_read,
+ * n > len), or -EMSGSIZE: the kept bytes reach the input limit, and the conn closes with
+ * on_close(-EMSGSIZE) after on_read returns. Kept bytes are dropped at EOF and at close. */
+MIO_EXTERN int mio_conn_consume(mio_conn *c, size_t n);
+/* The most bytes a conn keeps unconsumed (a partial message must stay below it); 64 KiB by
+ * default. Returns 0, -EINVAL (bytes < 2 or > UINT32_MAX), -EMSGSIZE (more is kept right now),
+ * -EPIPE (closing), -ENOMEM. */
+MIO_EXTERN int mio_conn_set_input_limit(mio_conn *c, size_t bytes);
+/* The conn's input limit (0 for NULL). */
+MIO_EXTERN size_t mio_conn_input_limit(const mio_conn *c);
 /* Sends FIN once the queue is flushed; reading goes on. Returns 0 or -errno. */
 MIO_EXTERN int mio_conn_shutdown(mio_conn *c);
 /* Closes once the queue is flushed; no on_read after this; on_close(0) runs exactly once,
@@ -56,6 +78,10 @@ MIO_EXTERN int mio_conn_set_watermarks(mio_conn *c, size_t low, size_t high);
 /* Closes with -ETIMEDOUT after ms without received data (0 disables). Returns 0, -ENOMEM, or
  * -EPIPE (closing, also while a closed conn still flushes). */
 MIO_EXTERN int mio_conn_set_idle_timeout(mio_conn *c, uint64_t ms);
+/* Closes with on_close(-ETIMEDOUT) ms from now whatever the traffic (unlike the idle timeout,
+ * which received bytes push back): bounds, say, the time a peer takes to send a whole request.
+ * A new call moves it; 0 clears it. Returns 0, -ENOMEM, or -EPIPE (closing). */
+MIO_EXTERN int mio_conn_set_deadline(mio_conn *c, uint64_t ms);
 /* The socket fd (owned by the conn; valid until on_close returns). */
 MIO_EXTERN int mio_conn_fd(const mio_conn *c);
 /* The reactor the conn lives on. */

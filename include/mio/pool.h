@@ -52,6 +52,14 @@ typedef struct mio_pool_opts {
     int backlog;           /* listen backlog; 0: 1024 */
     unsigned accept_batch; /* accepts per listener readiness before yielding; 0: 256 */
     bool pin_cpus;         /* pin worker i (and the acceptor) to CPUs round robin */
+    bool nodelay;          /* TCP_NODELAY on every accepted TCP connection (set once on the
+                              listeners, which pass it on: no syscall per connection) */
+    /* Run on each worker's own thread: start before the worker accepts anything (mio_pool_start
+     * returns after every worker's start hook), stop after its last callback (its conns closed).
+     * Per-worker state set up here can hang off the reactor: mio_reactor_set_data. */
+    void (*on_worker_start)(mio_reactor *worker, unsigned index, void *arg);
+    void (*on_worker_stop)(mio_reactor *worker, unsigned index, void *arg);
+    void *worker_arg; /* the hooks' arg */
 } mio_pool_opts;
 
 /* Per-worker counters (relaxed snapshots). In acceptor mode the acceptor's own counters (emfile,
@@ -92,6 +100,13 @@ MIO_EXTERN int mio_pool_start(mio_pool *pool);
  * kill(getpid(), SIGTERM) with the owner waiting in sigwait). Stop before start and a second stop
  * return 0. */
 MIO_EXTERN int mio_pool_stop(mio_pool *pool, int drain_ms);
+/* Starts the pool if it is not started yet, then blocks the calling thread until SIGINT or
+ * SIGTERM arrives and stops the pool with drain_ms: the whole "run until signalled" of a server.
+ * Both signals are blocked in the calling thread while it waits (and restored after), so their
+ * default action cannot kill the process first; other threads the program created must block
+ * them too (pool threads do). Returns the signal number, or -errno: -EINVAL (NULL, or a pool that
+ * already stopped), -EDEADLK (called on a pool thread), or what mio_pool_start returned. */
+MIO_EXTERN int mio_pool_run(mio_pool *pool, int drain_ms);
 /* Stops (drain 0) if still running, then frees everything; NULL accepted. Owner thread: called
  * on a pool thread it does nothing (the stop it needs is refused with -EDEADLK). */
 MIO_EXTERN void mio_pool_free(mio_pool *pool);

@@ -114,6 +114,10 @@ MIO_EXTERN int mio_reactor_timer_cancel(mio_reactor *r, mio_timer_id id);
 /* Monotonic milliseconds (CLOCK_MONOTONIC), read when the wait returns and again before the
  * timers run if any callback ran in between. */
 MIO_EXTERN uint64_t mio_reactor_now_ms(const mio_reactor *r);
+/* A pointer the application hangs off the reactor (per-worker state of a pool, for instance, set
+ * in the pool's on_worker_start hook); NULL until set. The reactor never touches it. */
+MIO_EXTERN void mio_reactor_set_data(mio_reactor *r, void *data);
+MIO_EXTERN void *mio_reactor_data(const mio_reactor *r);
 /* Any thread: copies the counters (relaxed reads). Returns 0 or -EINVAL. */
 MIO_EXTERN int mio_reactor_stats(const mio_reactor *r, struct mio_reactor_stats *out);
 

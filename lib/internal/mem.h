@@ -9,12 +9,13 @@
 /* 0 is the default arena; other values are jemalloc arena index + 1. */
 typedef unsigned mio__arena;
 
-/* Creates a private arena. Returns 0 and *out (0 without jemalloc), or -ENOMEM. */
+/* Any thread. Gives a private arena: one that an earlier mio__arena_destroy gave back (empty, its
+ * pages returned to the kernel) or, when none is waiting, a new one. So the number of arenas ever
+ * created is the peak number in use at once. Returns 0 and *out (0 without jemalloc), or -ENOMEM. */
 int mio__arena_create(mio__arena *out);
-/* Destroys an arena made by mio__arena_create once everything in it is freed; 0 is ignored. */
+/* Any thread, once everything allocated from the arena is freed: gives the arena back for reuse
+ * (the caller must not use the handle again); 0 is ignored. */
 void mio__arena_destroy(mio__arena arena);
-/* Bytes allocated in the arena (jemalloc stats), or 0 when unknown. */
-size_t mio__arena_allocated(mio__arena arena);
 
 void *mio__alloc(mio__arena arena, size_t size);  /* NULL on failure; size 0 -> NULL */
 void *mio__calloc(mio__arena arena, size_t n, size_t size);

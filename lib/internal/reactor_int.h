@@ -97,6 +97,9 @@ int mio__reactor_attach(mio_reactor *r, const struct mio__reactor_ext *ext, void
 void *mio__reactor_ext_ctx(const mio_reactor *r);
 /* Asks for a settle call at the next safe point. */
 void mio__reactor_request_settle(mio_reactor *r);
+/* Inside mio_reactor_run / run_once (so inside one of its callbacks, on its thread), or inside
+ * mio_reactor_free's destroy hook: a settle point will follow. */
+bool mio__reactor_in_loop(const mio_reactor *r);
 /* Runs the settle hook now if one was requested and none is running. For code that is itself at
  * a safe point outside the loop (the pool worker after its loop ended). */
 void mio__reactor_settle(mio_reactor *r);

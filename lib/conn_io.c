@@ -1,0 +1,459 @@
+/* mio_conn's data paths. Reactor's thread only.
+ *
+ * Reading: edge-triggered; a conn that keeps no input reads into the reactor's shared 64 KiB
+ * buffer, and a short read means the socket is drained (no extra -EAGAIN read) unless the event
+ * said read-closed, in which case we read on until 0 so the FIN is never lost. A callback that
+ * consumes only part of what it got (mio_conn_consume) leaves a tail that the conn keeps in a
+ * buffer of its own; the next reads go straight after that tail, so the tail and the new bytes
+ * reach on_read as one span. The buffer is freed as soon as the tail is consumed.
+ * Writing: inside a reactor callback a small write is copied to the reactor's stage and the
+ * conn's staged bytes go out in one send/sendmsg when the callback returns (the settle point);
+ * outside callbacks, and for large writes, the bytes go to the socket at once. Whatever the socket
+ * does not take is copied into the write queue (arena chunks), flushed with writev when WRITABLE
+ * fires. WRITABLE interest is held only while something is queued. Above the high water mark
+ * reading stops (READABLE interest dropped), at the low mark it resumes (re-adding READABLE
+ * re-arms the edge for data that arrived meanwhile) and on_drain runs. */
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <mio/net.h>
+#include "internal/conn_int.h"
+
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+
+#define IN_GROW (16u * 1024u) /* a kept tail's buffer grows by this much at least */
+
+/* ------------------------------------------------------------------ reading */
+
+static void conn_drop_tail(mio_conn *c)
+{
+    struct mio__conn_ext *x = c->x;
+
+    if (x == NULL || x->in == NULL)
+        return;
+    mio__free(mio__reactor_arena(c->r), x->in);
+    x->in = NULL;
+    x->in_len = x->in_cap = 0;
+}
+
+/* Keeps the last `keep` bytes of the len just delivered from data. from_tail: data is the conn's
+ * own tail buffer (so the bytes are moved to its front, not copied to a new one). */
+static void conn_keep(mio_conn *c, const char *data, size_t len, size_t keep, bool from_tail)
+{
+    struct mio__conn_ext *x = c->x;
+    uint32_t limit = x != NULL ? x->in_limit : MIO__CONN_INPUT_LIMIT_DEFAULT;
+    size_t cap;
+
+    if (keep == 0) {
+        conn_drop_tail(c);
+        return;
+    }
+    /* An incomplete message of `limit` bytes or more is longer than the limit. */
+    if (keep >= limit) {
+        mio__conn_teardown(c, -EMSGSIZE);
+        return;
+    }
+    if (from_tail) {
+        memmove(x->in, x->in + (len - keep), keep);
+        x->in_len = (uint32_t)keep;
+        return;
+    }
+    x = mio__conn_ext(c);
+    cap = keep + IN_GROW < limit ? keep + IN_GROW : limit;
+    if (x == NULL || (x->in = mio__alloc(mio__reactor_arena(c->r), cap)) == NULL) {
+        mio__conn_teardown(c, -ENOMEM);
+        return;
+    }
+    memcpy(x->in, data + (len - keep), keep);
+    x->in_len = (uint32_t)keep;
+    x->in_cap = (uint32_t)cap;
+}
+
+/* Calls on_read(data, len); then keeps what mio_conn_consume left unconsumed. */
+static void conn_deliver(mio_conn *c, const char *data, size_t len, bool from_tail)
+{
+    struct mio__conn_ctx *ctx = mio__conn_ctx(c);
+    size_t keep;
+
+    ctx->reading = c;
+    ctx->read_len = len;
+    ctx->keep = 0;
+    mio__conn_ops(c)->on_read(c, data, len, c->arg);
+    keep = ctx->keep;
+    ctx->reading = NULL;
+    if (c->flags & (MIO__CF_DEAD | MIO__CF_CLOSING))
+        conn_drop_tail(c); /* no on_read will come again */
+    else if (len > 0)
+        conn_keep(c, data, len, keep, from_tail);
+}
+
+/* Makes room after the kept tail. Returns 0 or -ENOMEM (the conn is then torn down). */
+static int conn_tail_room(mio_conn *c)
+{
+    struct mio__conn_ext *x = c->x;
+    size_t cap;
+    char *in;
+
+    if (x->in_len < x->in_cap)
+        return 0;
+    cap = (size_t)x->in_cap * 2u > x->in_len + IN_GROW ? (size_t)x->in_cap * 2u
+                                                        : x->in_len + IN_GROW;
+    if (cap > x->in_limit)
+        cap = x->in_limit; /* > in_len: a kept tail stays below the limit */
+    in = mio__realloc(mio__reactor_arena(c->r), x->in, cap);
+    if (in == NULL) {
+        mio__conn_teardown(c, -ENOMEM);
+        return -ENOMEM;
+    }
+    x->in = in;
+    x->in_cap = (uint32_t)cap;
+    return 0;
+}
+
+/* Reads while data comes. `rdhup`: the event carried read-closed, so a short read is not proof of
+ * a drained socket: read on until 0 (EOF) or -EAGAIN. */
+static void conn_read(mio_conn *c, bool rdhup)
+{
+    const struct mio__reactor_head *h = mio__reactor_head(c->r);
+    /* Stays valid while the loop runs: a dying conn keeps its slot until on_close. */
+    int fd = mio__conn_fd(c);
+
+    while (!(c->flags &
+             (MIO__CF_DEAD | MIO__CF_CLOSING | MIO__CF_PAUSED | MIO__CF_EOF))) {
+        struct mio__conn_ext *x = c->x;
+        bool tail = x != NULL && x->in_len > 0;
+        char *buf = h->read_buf;
+        size_t cap = h->read_len;
+        ssize_t n;
+
+        if (tail) {
+            if (conn_tail_room(c) < 0)
+                return;
+            buf = x->in + x->in_len;
+            cap = x->in_cap - x->in_len;
+        }
+        n = mio_recv(fd, buf, cap);
+        if (n > 0) {
+            if (x != NULL)
+                x->last_active = mio_reactor_now_ms(c->r);
+            if (tail) {
+                x->in_len += (uint32_t)n;
+                conn_deliver(c, x->in, x->in_len, true);
+            } else {
+                conn_deliver(c, buf, (size_t)n, false);
+            }
+            if ((size_t)n < cap && !rdhup)
+                break;
+        } else if (n == 0) {
+            c->flags |= MIO__CF_EOF;
+            conn_drop_tail(c); /* an incomplete last message: the peer will not finish it */
+            if (x != NULL)
+                x->last_active = mio_reactor_now_ms(c->r);
+            conn_deliver(c, h->read_buf, 0, false);
+            if (!(c->flags & MIO__CF_DEAD))
+                (void)mio__conn_sync_interest(c);
+            break;
+        } else if (n == -EINTR) {
+            continue;
+        } else if (n == -EAGAIN) {
+            break;
+        } else {
+            mio__conn_teardown(c, (int)n);
+            break;
+        }
+    }
+}
+
+/* The readiness bits are tested here directly (mio_event is struct epoll_event) rather than with
+ * five out-of-line mio_event_is_* calls per event; the sets are those of lib/event.c:
+ * writable|write_closed|error = OUT|HUP|ERR, readable|read_closed|error = IN|PRI|HUP|ERR,
+ * read_closed = HUP, or IN with RDHUP. */
+void mio__conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, void *arg)
+{
+    mio_conn *c = arg;
+    uint32_t e = ev->events;
+
+    (void)r;
+    (void)token;
+    if (c->flags & MIO__CF_DEAD)
+        return; /* dying: on_close is pending, nothing more to do */
+    if (e & EPOLLERR) {
+        int err = mio_socket_take_error(mio__conn_fd(c));
+
+        if (err < 0) {
+            mio__conn_teardown(c, err);
+            return;
+        }
+    }
+    if ((e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && mio__conn_has_wq(c))
+        mio__conn_flush_queue(c);
+    if (!(c->flags & MIO__CF_DEAD) && (e & (EPOLLIN | EPOLLPRI | EPOLLHUP | EPOLLERR)))
+        conn_read(c, (e & EPOLLHUP) || (e & (EPOLLIN | EPOLLRDHUP)) == (EPOLLIN | EPOLLRDHUP));
+}
+
+int mio_conn_consume(mio_conn *c, size_t n)
+{
+    struct mio__conn_ctx *ctx;
+    uint32_t limit;
+
+    if (c == NULL)
+        return -EINVAL;
+    ctx = mio__conn_ctx(c);
+    if (ctx->reading != c || n > ctx->read_len)
+        return -EINVAL;
+    ctx->keep = ctx->read_len - n;
+    limit = c->x != NULL ? c->x->in_limit : MIO__CONN_INPUT_LIMIT_DEFAULT;
+    return ctx->keep >= limit ? -EMSGSIZE : 0;
+}
+
+/* ------------------------------------------------------------------ writing */
+
+/* Reading pauses once the held output passes the high mark. */
+static void conn_check_high(mio_conn *c)
+{
+    struct mio__conn_ext *x = c->x;
+
+    if (x != NULL && !(c->flags & MIO__CF_PAUSED) && x->wq.bytes > x->high)
+        c->flags |= MIO__CF_PAUSED;
+}
+
+/* Queues iov minus its first `skip` bytes. Returns 0 or -ENOMEM (the conn is then torn down). */
+static int conn_enqueue(mio_conn *c, const struct iovec *iov, int iovcnt, size_t skip)
+{
+    struct mio__conn_ext *x = mio__conn_ext(c);
+    int err = x != NULL ? mio__wq_append(&x->wq, mio__reactor_arena(c->r), iov, iovcnt, skip)
+                        : -ENOMEM;
+
+    if (err < 0)
+        mio__conn_teardown(c, err);
+    return err;
+}
+
+static void conn_unstage(mio_conn *c)
+{
+    struct mio__conn_ctx *ctx = mio__conn_ctx(c);
+
+    for (unsigned i = 0; i < ctx->nrecs; i++)
+        if (ctx->recs[i].c == c)
+            ctx->recs[i].c = NULL;
+    c->flags &= (uint16_t)~MIO__CF_STAGED;
+}
+
+void mio__conn_stage_drop(mio_conn *c)
+{
+    if (c->flags & MIO__CF_STAGED)
+        conn_unstage(c);
+}
+
+size_t mio__conn_staged_bytes(const mio_conn *c)
+{
+    const struct mio__conn_ctx *ctx;
+    size_t n = 0;
+
+    if (!(c->flags & MIO__CF_STAGED))
+        return 0;
+    ctx = mio__conn_ctx(c);
+    for (unsigned i = 0; i < ctx->nrecs; i++)
+        if (ctx->recs[i].c == c)
+            n += ctx->recs[i].len;
+    return n;
+}
+
+/* Sends the conn's staged bytes followed by extra[0..extra_cnt) in one send/sendmsg, and queues
+ * whatever the socket did not take, in order. Returns 0 or the -errno of a failed send or of a
+ * queue that could not grow (the conn is then torn down). */
+static int conn_send_gather(mio_conn *c, const struct iovec *extra, int extra_cnt)
+{
+    struct iovec iov[IOV_MAX];
+    int n = 0, ex = 0, err = 0;
+    size_t total = 0;
+    ssize_t sent;
+
+    if (c->flags & MIO__CF_STAGED) {
+        const struct mio__conn_ctx *ctx = mio__conn_ctx(c);
+
+        for (unsigned i = 0; i < ctx->nrecs; i++)
+            if (ctx->recs[i].c == c) {
+                iov[n++] = (struct iovec){ctx->stage + ctx->recs[i].off, ctx->recs[i].len};
+                total += ctx->recs[i].len;
+            }
+    }
+    for (; ex < extra_cnt && n < IOV_MAX; ex++) {
+        iov[n++] = extra[ex];
+        total += extra[ex].iov_len;
+    }
+    /* One buffer (every plain mio_conn_write): send(), not sendmsg(): the kernel then skips
+     * copying and checking a msghdr and an iovec array, measurably cheaper per message. */
+    do
+        sent = n == 1 ? mio_send(mio__conn_fd(c), iov[0].iov_base, iov[0].iov_len)
+                      : mio_sendv(mio__conn_fd(c), iov, n);
+    while (sent == -EINTR);
+    if (sent < 0 && sent != -EAGAIN) {
+        mio__conn_stage_drop(c);
+        mio__conn_teardown(c, (int)sent);
+        return (int)sent;
+    }
+    if (sent == (ssize_t)total && ex == extra_cnt) {
+        mio__conn_stage_drop(c); /* all sent: the common case */
+        return 0;
+    }
+    /* Queue the rest before the stage lets go of the staged bytes. */
+    err = conn_enqueue(c, iov, n, sent > 0 ? (size_t)sent : 0);
+    if (err == 0 && ex < extra_cnt)
+        err = conn_enqueue(c, extra + ex, extra_cnt - ex, 0);
+    mio__conn_stage_drop(c);
+    if (err < 0)
+        return err;
+    conn_check_high(c);
+    return mio__conn_sync_interest(c);
+}
+
+int mio__conn_write_now(mio_conn *c, const struct iovec *iov, int iovcnt)
+{
+    return conn_send_gather(c, iov, iovcnt);
+}
+
+int mio__conn_send_staged(mio_conn *c)
+{
+    int err = conn_send_gather(c, NULL, 0);
+
+    if (err == 0 && !mio__conn_holds_output(c))
+        err = mio__conn_flushed(c); /* a close or shutdown waited for these bytes */
+    return err;
+}
+
+void mio__conn_stage_flush(struct mio__conn_ctx *ctx)
+{
+    /* A send may tear its conn down, which only drops that conn's records. */
+    for (unsigned i = 0; i < ctx->nrecs; i++)
+        if (ctx->recs[i].c != NULL)
+            (void)mio__conn_send_staged(ctx->recs[i].c);
+    ctx->nrecs = 0;
+    ctx->stage_len = 0;
+}
+
+int mio__conn_stage(mio_conn *c, const struct iovec *iov, int iovcnt, size_t total)
+{
+    struct mio__conn_ctx *ctx = mio__conn_ctx(c);
+    size_t high = c->x != NULL ? c->x->high : MIO__CONN_HIGH_DEFAULT;
+    struct mio__stage_rec *last;
+
+    if (total > MIO__STAGE_MAX_WRITE || mio__conn_staged_bytes(c) + total > high)
+        return 0; /* large, or staging would pass the high mark: straight to the socket */
+    last = ctx->nrecs > 0 ? &ctx->recs[ctx->nrecs - 1] : NULL;
+    if (ctx->stage_len + total > MIO__STAGE_BYTES ||
+        (ctx->nrecs == MIO__STAGE_RECS &&
+         !(last->c == c && last->off + last->len == ctx->stage_len))) {
+        mio__conn_stage_flush(ctx); /* full: hand everything staged to the kernel now */
+        if (c->flags & MIO__CF_DEAD)
+            return -(int)c->dead_errno; /* its own staged bytes failed */
+        last = NULL;
+    }
+    if (last != NULL && last->c == c && last->off + last->len == ctx->stage_len) {
+        last->len += (uint32_t)total;
+    } else {
+        ctx->recs[ctx->nrecs++] = (struct mio__stage_rec){c, ctx->stage_len, (uint32_t)total};
+    }
+    for (int i = 0; i < iovcnt; i++) {
+        memcpy(ctx->stage + ctx->stage_len, iov[i].iov_base, iov[i].iov_len);
+        ctx->stage_len += (uint32_t)iov[i].iov_len;
+    }
+    c->flags |= MIO__CF_STAGED;
+    mio__reactor_request_settle(c->r);
+    return 1;
+}
+
+/* Writes the queue out until it is empty or the socket is full. Runs on WRITABLE only, so the
+ * common case (nothing queued) never gets here. */
+void mio__conn_flush_queue(mio_conn *c)
+{
+    mio__arena arena = mio__reactor_arena(c->r);
+    struct mio__conn_ext *x = c->x; /* set: only called with bytes queued */
+    struct iovec iov[IOV_MAX];
+
+    while (!mio__wq_is_empty(&x->wq)) {
+        int cnt = mio__wq_peek(&x->wq, iov, IOV_MAX);
+        ssize_t n = mio_sendv(mio__conn_fd(c), iov, cnt);
+
+        if (n == -EINTR)
+            continue;
+        if (n == -EAGAIN)
+            break;
+        if (n < 0) {
+            mio__conn_teardown(c, (int)n);
+            return;
+        }
+        mio__wq_consume(&x->wq, arena, (size_t)n);
+    }
+    mio__conn_output_progress(c);
+}
+
+void mio__conn_output_progress(mio_conn *c)
+{
+    struct mio__conn_ext *x = c->x;
+
+    if (!mio__conn_holds_output(c) && mio__conn_flushed(c) < 0)
+        return;
+    if (x != NULL && (c->flags & MIO__CF_PAUSED) && x->wq.bytes <= x->low) {
+        c->flags &= (uint16_t)~MIO__CF_PAUSED;
+        if (mio__conn_sync_interest(c) < 0)
+            return;
+        if (mio__conn_ops(c)->on_drain != NULL)
+            mio__conn_ops(c)->on_drain(c, c->arg);
+        if (c->flags & MIO__CF_DEAD)
+            return;
+    }
+    (void)mio__conn_sync_interest(c);
+}
+
+int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt)
+{
+    size_t total = 0;
+    int err;
+
+    if (c == NULL || iovcnt < 0 || (iovcnt > 0 && iov == NULL))
+        return -EINVAL;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > SIZE_MAX - total)
+            return -EINVAL; /* the lengths overflow size_t: no such buffer exists */
+        total += iov[i].iov_len;
+    }
+    if (c->flags & (MIO__CF_DEAD | MIO__CF_CLOSING | MIO__CF_SHUT_REQ))
+        return -EPIPE;
+    if (total == 0)
+        return 0;
+    if (mio__conn_has_wq(c)) {
+        err = conn_enqueue(c, iov, iovcnt, 0);
+        if (err == 0)
+            conn_check_high(c);
+        return err < 0 ? err : mio__conn_sync_interest(c);
+    }
+    if (mio__reactor_in_loop(c->r)) {
+        err = mio__conn_stage(c, iov, iovcnt, total);
+        if (err != 0)
+            return err < 0 ? err : 0;
+    }
+    return mio__conn_write_now(c, iov, iovcnt);
+}
+
+int mio_conn_write(mio_conn *c, const void *data, size_t len)
+{
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = len};
+
+    if (len > 0 && data == NULL)
+        return -EINVAL;
+    return mio_conn_writev(c, &iov, 1);
+}
+
+int mio_conn_flush(mio_conn *c)
+{
+    if (c == NULL)
+        return -EINVAL;
+    if (c->flags & MIO__CF_DEAD)
+        return -EPIPE;
+    if (!(c->flags & MIO__CF_STAGED))
+        return 0;
+    return mio__conn_send_staged(c);
+}

@@ -1,0 +1,161 @@
+/* What lib/conn.c (life cycle, settings) and lib/conn_io.c (the read and write paths) share.
+ * Reactor's thread only. */
+#ifndef MIO_INTERNAL_CONN_INT_H
+#define MIO_INTERNAL_CONN_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <mio/conn.h>
+#include "conn_queue.h"
+#include "reactor_int.h"
+
+#define MIO__CONN_LOW_DEFAULT (64u * 1024u)
+#define MIO__CONN_HIGH_DEFAULT (1024u * 1024u)
+#define MIO__CONN_INPUT_LIMIT_DEFAULT (64u * 1024u)
+
+enum {
+    MIO__CF_DEAD = 1u << 0,      /* torn down: dying until on_close has run */
+    MIO__CF_CLOSING = 1u << 1,   /* mio_conn_close called: flush, then close; no more on_read */
+    MIO__CF_PAUSED = 1u << 2,    /* held output > high: not reading */
+    MIO__CF_EOF = 1u << 3,       /* peer FIN delivered */
+    MIO__CF_SHUT_REQ = 1u << 4,  /* mio_conn_shutdown called */
+    MIO__CF_SHUT_DONE = 1u << 5, /* shutdown(SHUT_WR) issued */
+    MIO__CF_TIMER = 1u << 6,     /* idle timer armed (x->timer valid) */
+    MIO__CF_LISTED = 1u << 7,    /* dying and in conn_ctx.dying (else found by the overflow walk) */
+    MIO__CF_STAGED = 1u << 8,    /* has bytes in the reactor's coalescing stage (then wq is empty) */
+    MIO__CF_DEADLINE = 1u << 9,  /* deadline timer armed (x->deadline_timer valid) */
+};
+
+#define MIO__CONN_OPS_OWN 255u /* c->ops: the ops are x->own_ops (the intern table was full) */
+
+/* What only some conns need: allocated the first time bytes are queued or kept, a setting moves
+ * from its default, or a timer is set, then kept until the conn dies. An idle conn that never
+ * needed it costs one 32-byte object plus its reactor slot; a kept input tail has its own buffer,
+ * freed as soon as the tail is consumed. */
+struct mio__conn_ext {
+    struct mio__wq wq;
+    size_t low, high;
+    uint64_t last_active; /* reactor time of the last received data (idle timer only) */
+    uint64_t idle_ms;
+    mio_timer_id timer;
+    mio_timer_id deadline_timer;
+    mio_conn_ops *own_ops; /* our own copy of the ops when c->ops == OPS_OWN, else NULL */
+    char *in;              /* the kept input tail, in_len bytes of in_cap; NULL when none */
+    uint32_t in_len, in_cap;
+    uint32_t in_limit; /* a kept tail must stay below this */
+};
+
+/* Only what the reactor does not already hold: the fd and the token's generation live in the
+ * conn's slab slot (found by index), the ops in the reactor's intern table (found by index). */
+struct mio_conn {
+    mio_reactor *r;
+    void *arg;
+    struct mio__conn_ext *x; /* NULL until needed */
+    uint32_t slot;           /* our slab slot: fd, generation (the token) */
+    uint16_t flags;
+    uint8_t ops; /* index into the reactor's intern table, or MIO__CONN_OPS_OWN */
+    union {
+        mio_interest interest; /* what is registered now (while alive) */
+        uint8_t dead_errno;    /* once dead: -(on_close's reason) */
+    };
+};
+
+/* The per-connection budget (<= 64 bytes of RSS per idle conn, slot included): the conn must stay
+ * in jemalloc's 32-byte class. */
+_Static_assert(sizeof(struct mio_conn) <= 32, "mio_conn grew past its memory budget");
+_Static_assert(MIO__INTERN_MAX < MIO__CONN_OPS_OWN, "an intern index must fit beside OPS_OWN");
+
+/* The coalescing stage: writes made inside reactor callbacks are copied here and handed to the
+ * kernel once per conn at the reactor's next settle point (one send/sendmsg each). */
+#define MIO__STAGE_BYTES (64u * 1024u)
+#define MIO__STAGE_RECS 128u
+#define MIO__STAGE_MAX_WRITE (16u * 1024u) /* larger writes go straight to the socket */
+#define MIO__CONN_DYING_MAX 32u
+
+struct mio__stage_rec {
+    mio_conn *c; /* NULL once sent or dropped */
+    uint32_t off, len;
+};
+
+/* The conn layer's per-reactor state, attached to the reactor at the first mio_conn_open.
+ * dying: conns torn down whose on_close has not run yet. A fixed list, so that a teardown never
+ * allocates (it cannot fail); past its size, settle finds the rest by walking the slab (dying
+ * conns keep their slots), once per settle. */
+struct mio__conn_ctx {
+    mio_conn *dying[MIO__CONN_DYING_MAX];
+    unsigned ndying;
+    bool overflow; /* some dying conns are not listed */
+    /* inside on_read: the conn being read, the length delivered, the bytes it keeps */
+    mio_conn *reading;
+    size_t read_len, keep;
+    /* coalescing stage (MIO__STAGE_BYTES, allocated with the context) */
+    char *stage;
+    uint32_t stage_len;
+    unsigned nrecs;
+    struct mio__stage_rec recs[MIO__STAGE_RECS];
+};
+
+static inline struct mio__conn_ctx *mio__conn_ctx(const mio_conn *c)
+{
+    return mio__reactor_ext_ctx(c->r); /* set: the conn was opened */
+}
+
+static inline int mio__conn_fd(const mio_conn *c)
+{
+    return mio__slab_at(&mio__reactor_head(c->r)->slab, c->slot)->fd;
+}
+
+static inline mio_token mio__conn_token(const mio_conn *c)
+{
+    return (mio_token)mio__slab_token(&mio__reactor_head(c->r)->slab, c->slot);
+}
+
+static inline const mio_conn_ops *mio__conn_ops(const mio_conn *c)
+{
+    if (c->ops == MIO__CONN_OPS_OWN)
+        return c->x->own_ops;
+    return mio__reactor_head(c->r)->interned[c->ops];
+}
+
+/* Bytes in the write queue (not the stage). */
+static inline bool mio__conn_has_wq(const mio_conn *c)
+{
+    return c->x != NULL && !mio__wq_is_empty(&c->x->wq);
+}
+
+/* Output the library still holds for the conn: queued or staged. */
+static inline bool mio__conn_holds_output(const mio_conn *c)
+{
+    return (c->flags & MIO__CF_STAGED) || mio__conn_has_wq(c);
+}
+
+/* conn.c */
+struct mio__conn_ext *mio__conn_ext(mio_conn *c);
+void mio__conn_teardown(mio_conn *c, int reason);
+int mio__conn_sync_interest(mio_conn *c);
+/* The held output just reached zero: finish a requested shutdown or close. Returns < 0 when the
+ * conn died. */
+int mio__conn_flushed(mio_conn *c);
+
+/* conn_io.c */
+void mio__conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, void *arg);
+/* Writes iov at once (send/sendmsg), queueing what the socket did not take. */
+int mio__conn_write_now(mio_conn *c, const struct iovec *iov, int iovcnt);
+/* Copies iov into the stage. Returns 1 (staged), 0 (not staged: write it now) or -errno (the
+ * conn failed while the stage made room). */
+int mio__conn_stage(mio_conn *c, const struct iovec *iov, int iovcnt, size_t total);
+/* Sends the conn's staged bytes (one sendmsg). Returns 0 or -errno (the conn then died). */
+int mio__conn_send_staged(mio_conn *c);
+/* Sends every conn's staged bytes; empties the stage. */
+void mio__conn_stage_flush(struct mio__conn_ctx *ctx);
+/* Forgets a dying conn's staged records. */
+void mio__conn_stage_drop(mio_conn *c);
+/* The conn's staged bytes. */
+size_t mio__conn_staged_bytes(const mio_conn *c);
+/* Writes the queue until it is empty or the socket is full; then the held-output bookkeeping. */
+void mio__conn_flush_queue(mio_conn *c);
+/* After output progressed: close or shut down when nothing is held, resume reading (on_drain)
+ * at the low mark, keep the interest in line. */
+void mio__conn_output_progress(mio_conn *c);
+
+#endif
