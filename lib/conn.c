@@ -465,15 +465,10 @@ int mio_conn_set_input_limit(mio_conn *c, size_t bytes)
         return -ENOMEM;
     if (x->in_len >= bytes)
         return -EMSGSIZE; /* the tail kept now is already that long */
+    /* The tail buffer is left as it is (on_read may be reading it right now): a buffer larger
+     * than a lowered limit only means a read may go past the limit, and the tail it leaves is
+     * checked against the limit all the same. */
     x->in_limit = (uint32_t)bytes;
-    if (x->in_cap > bytes) {
-        char *in = mio__realloc(mio__reactor_arena(c->r), x->in, bytes);
-
-        if (in != NULL) { /* else keep the larger buffer: reads still stop at the limit */
-            x->in = in;
-            x->in_cap = (uint32_t)bytes;
-        }
-    }
     return 0;
 }
 

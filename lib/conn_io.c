@@ -166,31 +166,30 @@ static void conn_read(mio_conn *c, bool rdhup)
     }
 }
 
-/* The readiness bits are tested here directly (mio_event is struct epoll_event) rather than with
- * five out-of-line mio_event_is_* calls per event; the sets are those of lib/event.c:
- * writable|write_closed|error = OUT|HUP|ERR, readable|read_closed|error = IN|PRI|HUP|ERR,
- * read_closed = HUP, or IN with RDHUP. */
+/* An error or hang-up counts as both "writable" (the flush finds out) and "readable" (the read
+ * finds out); read-closed means a short read is no proof of a drained socket. */
 void mio__conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, void *arg)
 {
     mio_conn *c = arg;
-    uint32_t e = ev->events;
+    bool err = mio_event_is_error(ev), rdhup = mio_event_is_read_closed(ev);
 
     (void)r;
     (void)token;
     if (c->flags & MIO__CF_DEAD)
         return; /* dying: on_close is pending, nothing more to do */
-    if (e & EPOLLERR) {
-        int err = mio_socket_take_error(mio__conn_fd(c));
+    if (err) {
+        int so_error = mio_socket_take_error(mio__conn_fd(c));
 
-        if (err < 0) {
-            mio__conn_teardown(c, err);
+        if (so_error < 0) {
+            mio__conn_teardown(c, so_error);
             return;
         }
     }
-    if ((e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && mio__conn_has_wq(c))
+    if ((err || mio_event_is_writable(ev) || mio_event_is_write_closed(ev)) &&
+        mio__conn_has_wq(c))
         mio__conn_flush_queue(c);
-    if (!(c->flags & MIO__CF_DEAD) && (e & (EPOLLIN | EPOLLPRI | EPOLLHUP | EPOLLERR)))
-        conn_read(c, (e & EPOLLHUP) || (e & (EPOLLIN | EPOLLRDHUP)) == (EPOLLIN | EPOLLRDHUP));
+    if (!(c->flags & MIO__CF_DEAD) && (err || rdhup || mio_event_is_readable(ev)))
+        conn_read(c, rdhup);
 }
 
 int mio_conn_consume(mio_conn *c, size_t n)

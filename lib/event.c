@@ -64,41 +64,40 @@ const mio_event *mio_events_get(const mio_events *events, size_t i)
     return &events->mio__buf[i];
 }
 
-mio_token mio_event_token(const mio_event *ev)
+/* The exported forms of the inline predicates in event.h (the parentheses keep the macros out). */
+mio_token(mio_event_token)(const mio_event *ev)
 {
-    return (mio_token)ev->data.u64;
+    return mio__event_token(ev);
 }
 
-bool mio_event_is_readable(const mio_event *ev)
+bool(mio_event_is_readable)(const mio_event *ev)
 {
-    return (ev->events & (EPOLLIN | EPOLLPRI)) != 0;
+    return mio__event_is_readable(ev);
 }
 
-bool mio_event_is_writable(const mio_event *ev)
+bool(mio_event_is_writable)(const mio_event *ev)
 {
-    return (ev->events & EPOLLOUT) != 0;
+    return mio__event_is_writable(ev);
 }
 
-bool mio_event_is_error(const mio_event *ev)
+bool(mio_event_is_error)(const mio_event *ev)
 {
-    return (ev->events & EPOLLERR) != 0;
+    return mio__event_is_error(ev);
 }
 
-bool mio_event_is_read_closed(const mio_event *ev)
+bool(mio_event_is_read_closed)(const mio_event *ev)
 {
-    uint32_t e = ev->events;
-    return (e & EPOLLHUP) != 0 || ((e & EPOLLIN) != 0 && (e & EPOLLRDHUP) != 0);
+    return mio__event_is_read_closed(ev);
 }
 
-bool mio_event_is_write_closed(const mio_event *ev)
+bool(mio_event_is_write_closed)(const mio_event *ev)
 {
-    uint32_t e = ev->events;
-    return (e & EPOLLHUP) != 0 || ((e & EPOLLOUT) != 0 && (e & EPOLLERR) != 0) || e == EPOLLERR;
+    return mio__event_is_write_closed(ev);
 }
 
-bool mio_event_is_priority(const mio_event *ev)
+bool(mio_event_is_priority)(const mio_event *ev)
 {
-    return (ev->events & EPOLLPRI) != 0;
+    return mio__event_is_priority(ev);
 }
 
 int mio_event_format(const mio_event *ev, char *buf, size_t len)

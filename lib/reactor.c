@@ -548,7 +548,7 @@ static int iterate(mio_reactor *r, int timeout_ms)
 
     MIO_EVENTS_FOREACH(const mio_event *ev, r->events)
     {
-        mio_token token = (mio_token)ev->data.u64; /* mio_event_token, without the call */
+        mio_token token = mio_event_token(ev); /* inline (event.h) */
         struct mio__slot *slot;
         if (token == WAKER_TOKEN) {
             /* The eventfd is not read: every write re-arms the edge, and the waker drains the

@@ -496,6 +496,31 @@ static void test_strerror(void **state)
     assert_true(strlen(s) > 0);
 }
 
+/* The inline predicates (the macros of event.h) and the exported functions agree on every
+ * combination of the bits they read, and the exported ones can still be taken by address. */
+static void test_inline_matches_exported(void **state)
+{
+    static const uint32_t bits[] = {EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP, EPOLLPRI};
+    bool (*readable)(const mio_event *) = mio_event_is_readable;
+
+    (void)state;
+    for (unsigned m = 0; m < 1u << 6; m++) {
+        mio_event ev = {0};
+
+        for (unsigned b = 0; b < 6; b++)
+            if (m & (1u << b))
+                ev.events |= bits[b];
+        ev.data.u64 = m * 7919u;
+        assert_int_equal(mio_event_token(&ev), (mio_event_token)(&ev));
+        assert_int_equal(mio_event_is_readable(&ev), readable(&ev));
+        assert_int_equal(mio_event_is_writable(&ev), (mio_event_is_writable)(&ev));
+        assert_int_equal(mio_event_is_error(&ev), (mio_event_is_error)(&ev));
+        assert_int_equal(mio_event_is_read_closed(&ev), (mio_event_is_read_closed)(&ev));
+        assert_int_equal(mio_event_is_write_closed(&ev), (mio_event_is_write_closed)(&ev));
+        assert_int_equal(mio_event_is_priority(&ev), (mio_event_is_priority)(&ev));
+    }
+}
+
 int main(void)
 {
     mio_test_watchdog(120);
@@ -514,6 +539,7 @@ int main(void)
         CORE_TEST(test_token_roundtrip),
         CORE_TEST(test_event_format),
         CORE_TEST(test_strerror),
+        CORE_TEST(test_inline_matches_exported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
