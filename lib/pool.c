@@ -19,6 +19,8 @@
 #include "internal/pool_int.h"
 #include "internal/reactor_int.h"
 
+_Static_assert(sizeof(mio_worker_stats) == 256, "mio_worker_stats has a fixed size (pool.h)");
+
 #define POOL_RING_DEFAULT 1024u
 #define POOL_BACKLOG_DEFAULT 1024
 #define POOL_BATCH_DEFAULT 256u
@@ -309,7 +311,7 @@ enum mio__accept_next mio__pool_accept_failed(int err, int lfd, int *spare,
 static void pool_shutdown(mio_pool *pool)
 {
     if (pool->acceptor_joinable) {
-        atomic_store(&pool->stop_accepting, true);
+        mio__pr_store_uint(&pool->stop_accepting, 1); /* seen after the waker write below */
         (void)mio_waker_wake(pool->awaker);
         pthread_join(pool->acceptor, NULL);
         pool->acceptor_joinable = false;
@@ -500,7 +502,8 @@ int mio_pool_stats(const mio_pool *pool, unsigned worker, mio_worker_stats *out)
     if (pool == NULL || out == NULL || worker >= pool->nworkers)
         return -EINVAL;
     w = &pool->workers[worker];
-#define LOAD(f) atomic_load_explicit(&w->st.f, memory_order_relaxed)
+    memset(out, 0, sizeof(*out));
+#define LOAD(f) mio__pr_load_64(&w->st.f)
     out->accepted = LOAD(accepted);
     out->handed_off = LOAD(handed_off);
     out->wakes_performed = LOAD(wakes_performed);

@@ -3,10 +3,19 @@
  * first), pushes {fd, peer} into that worker's ring and, after the burst, wakes each worker that
  * received fds at most once (mio__reactor_wake elides the syscall when the worker is not asleep).
  *
- * Pressure: when every ring is full the listeners are deregistered (the kernel backlog holds new
- * connections) until a worker drains and wakes us; on EMFILE/ENFILE one pending connection is
- * accepted with the spare fd and closed, and accepting pauses for MIO__POOL_ACCEPT_PAUSE_MS. The
- * thread never spins: while paused it sleeps in epoll_wait with a timeout or until woken.
+ * Pressure is one state machine (enum mio__acceptor_state, pool_int.h): RUNNING; PAUSED_FULL when
+ * every ring is full (listeners deregistered, the kernel backlog holds new connections, until a
+ * worker drains and wakes us); PAUSED_EMFILE after EMFILE/ENFILE (one pending connection accepted
+ * with the spare fd and closed) or ENOBUFS/ENOMEM, for MIO__POOL_ACCEPT_PAUSE_MS; STOPPING once the
+ * owner asks. Only acceptor_set_state moves between them. The thread never spins: while paused it
+ * sleeps in epoll_wait with a timeout or until woken.
+ *
+ * Memory ordering (internal/pr.h): the full-ring pause is a Dekker handshake with the workers.
+ * Acceptor: store PAUSED_FULL (or clear rearm_requested when woken), full fence [A], look for
+ * room. Worker (worker_drain): pop (room made), full fence [W], load the state, wake us if
+ * PAUSED_FULL and it wins rearm_requested. [A] pairs with [W]: either we see the room or the worker
+ * sees the pause. Hand-offs are published by the ring's own store fence (ck_ring) and the wake by
+ * mio__reactor_wake's fence, which pairs with the worker's SLEEPING fence (reactor.c).
  *
  * The acceptor-wide counters (accept_calls, accept_errors, emfile, listener_paused) are kept on
  * worker 0's stats; ring_full, handed_off and the wake counters on the worker they concern. */
@@ -34,9 +43,9 @@ struct acceptor {
     mio_registry *reg;
     bool *ready;     /* listener i may have connections we have not accepted yet */
     bool *touched;   /* worker i received fds in this burst */
-    bool registered; /* listeners are in the poll */
-    bool emfile_paused;
-    uint64_t resume_at; /* emfile pause end, monotonic ms */
+    bool registered; /* listeners are in the poll (exactly when RUNNING) */
+    enum mio__acceptor_state state; /* our copy of pool->acceptor_state */
+    uint64_t resume_at;             /* PAUSED_EMFILE: its end, monotonic ms */
 };
 
 static uint64_t now_ms(void)
@@ -72,6 +81,23 @@ static int acceptor_register(struct acceptor *a, bool on)
     }
     a->registered = on;
     return err;
+}
+
+/* The one transition point: publishes the state for the workers and keeps the listeners in the
+ * poll exactly while RUNNING. */
+static void acceptor_set_state(struct acceptor *a, enum mio__acceptor_state st)
+{
+    a->state = st;
+    mio__pr_store_uint(&a->pool->acceptor_state, st);
+    (void)acceptor_register(a, st == MIO__ACC_RUNNING);
+}
+
+static bool any_ring_has_room(const mio_pool *pool)
+{
+    for (unsigned i = 0; i < pool->nworkers; i++)
+        if (mio__pool_ring_has_room(&pool->workers[i]))
+            return true;
+    return false;
 }
 
 static uint64_t worker_load(struct mio__pool_worker *w)
@@ -163,23 +189,34 @@ static void acceptor_advance(struct acceptor *a, unsigned wi)
                         : pool->rr_next % pool->nworkers + 1;
 }
 
-/* Every ring is full: stop listening until a worker drains. Returns true when we paused. */
+/* Every ring is full: RUNNING -> PAUSED_FULL unless a worker drained meanwhile. Returns true when
+ * we paused. */
 static bool acceptor_pause_full(struct acceptor *a)
 {
     mio_pool *pool = a->pool;
 
-    atomic_store(&pool->rearm_requested, false);
-    atomic_store(&pool->full_paused, true);
-    mio__pr_fence_memory();
-    /* A worker may have drained between our pick and the store above without seeing the flag. */
-    for (unsigned i = 0; i < pool->nworkers; i++)
-        if (mio__pool_ring_has_room(&pool->workers[i])) {
-            atomic_store(&pool->full_paused, false);
-            return false;
-        }
-    (void)acceptor_register(a, false);
+    mio__pr_store_uint(&pool->rearm_requested, 0);
+    mio__pr_store_uint(&pool->acceptor_state, MIO__ACC_PAUSED_FULL);
+    mio__pr_fence_memory(); /* [A]: pairs with the worker's [W] (top of this file) */
+    if (any_ring_has_room(pool)) {
+        mio__pr_store_uint(&pool->acceptor_state, MIO__ACC_RUNNING);
+        return false;
+    }
+    acceptor_set_state(a, MIO__ACC_PAUSED_FULL);
     mio__count(&acceptor_counters(pool)->listener_paused, 1);
     return true;
+}
+
+/* PAUSED_FULL, woken: clear the request before looking, so a drain after our look wakes us
+ * again; resume when a ring has room. */
+static void acceptor_check_full(struct acceptor *a)
+{
+    mio_pool *pool = a->pool;
+
+    mio__pr_store_uint(&pool->rearm_requested, 0);
+    mio__pr_fence_memory(); /* [A]: pairs with the worker's [W] */
+    if (any_ring_has_room(pool))
+        acceptor_set_state(a, MIO__ACC_RUNNING);
 }
 
 /* Accepts from listener l until -EAGAIN, the batch limit, a pause, or stop. */
@@ -232,20 +269,19 @@ static void acceptor_burst(struct acceptor *a, unsigned l)
         case MIO__ACCEPT_PAUSE:
             break;
         }
-        a->emfile_paused = true;
         a->resume_at = now_ms() + MIO__POOL_ACCEPT_PAUSE_MS;
-        (void)acceptor_register(a, false);
+        acceptor_set_state(a, MIO__ACC_PAUSED_EMFILE);
         return;
     }
     /* Batch limit hit: ready[l] stays set and the loop polls with timeout 0 to come back. */
 }
 
-/* After a burst: one wake per worker that received fds, elided when it is not asleep. */
+/* After a burst: one wake per worker that received fds, elided when it is not asleep (the fence
+ * that orders our pushes before the sleep check is inside mio__reactor_wake). */
 static void acceptor_wake_workers(struct acceptor *a)
 {
     mio_pool *pool = a->pool;
 
-    mio__pr_fence_memory();
     for (unsigned i = 0; i < pool->nworkers; i++) {
         struct mio__pool_worker *w = &pool->workers[i];
 
@@ -261,32 +297,35 @@ static void acceptor_wake_workers(struct acceptor *a)
 
 static int acceptor_timeout(const struct acceptor *a)
 {
-    mio_pool *pool = a->pool;
     uint64_t now;
 
-    if (a->emfile_paused) {
+    switch (a->state) {
+    case MIO__ACC_PAUSED_EMFILE:
         now = now_ms();
         return a->resume_at > now ? (int)(a->resume_at - now) : 0;
-    }
-    if (atomic_load(&pool->full_paused))
+    case MIO__ACC_RUNNING:
+        for (unsigned l = 0; l < a->pool->nlisteners; l++)
+            if (a->ready[l])
+                return 0;
         return -1;
-    for (unsigned l = 0; l < pool->nlisteners; l++)
-        if (a->ready[l])
-            return 0;
-    return -1;
+    default:
+        return -1; /* PAUSED_FULL: until a worker wakes us */
+    }
 }
 
 static void acceptor_loop(struct acceptor *a, mio_events *events)
 {
     mio_pool *pool = a->pool;
 
-    for (;;) {
+    while (a->state != MIO__ACC_STOPPING) {
         int n = mio_poll_poll(pool->apoll, events, acceptor_timeout(a));
 
-        if (n < 0 && n != -EINTR)
-            return;
-        if (atomic_load(&pool->stop_accepting))
-            return;
+        /* The owner stores stop_accepting, then writes our waker: the eventfd write and the poll
+         * that reports it order the two, so this load after the poll sees the stop. */
+        if ((n < 0 && n != -EINTR) || mio__pr_load_uint(&pool->stop_accepting) != 0) {
+            acceptor_set_state(a, MIO__ACC_STOPPING);
+            break;
+        }
         MIO_EVENTS_FOREACH(const mio_event *ev, events)
         {
             mio_token t = mio_event_token(ev);
@@ -294,27 +333,12 @@ static void acceptor_loop(struct acceptor *a, mio_events *events)
             if (t != WAKER_TOKEN && t < pool->nlisteners)
                 a->ready[t] = true;
         }
-        if (a->emfile_paused && now_ms() >= a->resume_at) {
-            a->emfile_paused = false;
-            (void)acceptor_register(a, true);
-        }
-        if (atomic_load(&pool->full_paused)) {
-            /* Woken by a draining worker (or anything else): clear the request before looking,
-             * so a drain after our look wakes us again. */
-            atomic_store(&pool->rearm_requested, false);
-            mio__pr_fence_memory();
-            for (unsigned i = 0; i < pool->nworkers; i++)
-                if (mio__pool_ring_has_room(&pool->workers[i])) {
-                    atomic_store(&pool->full_paused, false);
-                    if (!a->emfile_paused)
-                        (void)acceptor_register(a, true);
-                    break;
-                }
-        }
-        if (a->emfile_paused || atomic_load(&pool->full_paused))
-            continue;
-        for (unsigned l = 0; l < pool->nlisteners; l++)
-            if (a->ready[l] && !a->emfile_paused && !atomic_load(&pool->full_paused))
+        if (a->state == MIO__ACC_PAUSED_EMFILE && now_ms() >= a->resume_at)
+            acceptor_set_state(a, MIO__ACC_RUNNING);
+        else if (a->state == MIO__ACC_PAUSED_FULL)
+            acceptor_check_full(a);
+        for (unsigned l = 0; l < pool->nlisteners && a->state == MIO__ACC_RUNNING; l++)
+            if (a->ready[l])
                 acceptor_burst(a, l);
         acceptor_wake_workers(a);
     }
@@ -335,11 +359,12 @@ void *mio__pool_acceptor_main(void *arg)
     err = (a.ready == NULL || a.touched == NULL) ? -ENOMEM : mio_events_new(64, &events);
     if (err == 0)
         err = acceptor_register(&a, true);
+    a.state = MIO__ACC_RUNNING;
     mio__pool_thread_running(pool, err);
     if (err == 0)
         acceptor_loop(&a, events);
     /* Leave the listeners out of the poll; the owner closes them after joining us. */
-    (void)acceptor_register(&a, false);
+    acceptor_set_state(&a, MIO__ACC_STOPPING);
     mio_events_free(events);
     mio__free(0, a.ready);
     mio__free(0, a.touched);

@@ -104,11 +104,12 @@ static void worker_drain(mio_reactor *r, void *arg)
         handoff_peer(&h, &peer);
         pool->listeners[h.listener].fn(r, h.fd, &peer, pool->listeners[h.listener].arg);
     }
-    /* Pairs with the acceptor's fence after it sets full_paused: either it sees the room we made,
-     * or we see full_paused and wake it (once, thanks to rearm_requested). */
+    /* [W]: pairs with the acceptor's [A] (pool_acceptor.c): either it sees the room we made, or
+     * we see PAUSED_FULL and wake it (once per pause, thanks to rearm_requested). */
     if (took) {
         mio__pr_fence_memory();
-        if (atomic_load(&pool->full_paused) && !atomic_exchange(&pool->rearm_requested, true))
+        if (mio__pr_load_uint(&pool->acceptor_state) == MIO__ACC_PAUSED_FULL &&
+            mio__pr_fas_uint(&pool->rearm_requested, 1) == 0)
             (void)mio_waker_wake(pool->awaker);
     }
 }

@@ -59,6 +59,7 @@ int mio__post_queue_push(struct mio__post_queue *q, mio_task_fn fn, void *arg)
      * be preempted and the spinners then burn whole time slices (a convoy that slowed a
      * 4-producer test on 2 CPUs to ~100 tasks/s). So wait for our turn here, yielding after a
      * short spin; ck's commit below then finds it is our turn and publishes. */
+    /* ck has no non-spinning "is it my turn" test: read p_tail, the field its commit spins on. */
     while (ck_pr_load_uint(&q->ring.p_tail) != ticket) {
         if (++spins < 128)
             ck_pr_stall();

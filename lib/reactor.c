@@ -29,6 +29,8 @@
 #include "internal/timer_wheel.h"
 
 _Static_assert(sizeof(mio_token) == 8, "reactor tokens need a 64-bit mio_token");
+_Static_assert(sizeof(struct mio_reactor_stats) == 256,
+               "struct mio_reactor_stats has a fixed size (reactor.h)");
 
 #define WAKER_TOKEN UINT64_MAX /* above every slab token (slot indexes stay below 2^30) */
 #define DEFAULT_EVENTS 1024u

@@ -63,7 +63,8 @@ typedef struct mio_pool_opts {
 } mio_pool_opts;
 
 /* Per-worker counters (relaxed snapshots). In acceptor mode the acceptor's own counters (emfile,
- * accept_errors, accept_calls, listener_paused) are reported on worker 0. */
+ * accept_errors, accept_calls, listener_paused) are reported on worker 0. Fixed size (256 bytes):
+ * counters to come take their room from `reserved` (see struct mio_reactor_stats). */
 typedef struct mio_worker_stats {
     uint64_t accepted;        /* connections handed to the accept function on this worker */
     uint64_t active;          /* mio_conns open on this worker's reactor now */
@@ -76,6 +77,7 @@ typedef struct mio_worker_stats {
     uint64_t ring_len;        /* fds waiting in this worker's ring now */
     uint64_t accept_calls;    /* accept4 calls made */
     uint64_t listener_paused; /* times accepting paused because every ring was full */
+    uint64_t reserved[21];    /* zero; room for counters to come */
 } mio_worker_stats;
 
 /* Creates a pool (no thread yet). Returns 0 and *out, -EINVAL (bad mode/balance), -ENOMEM. */

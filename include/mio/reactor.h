@@ -28,9 +28,12 @@ typedef struct mio_reactor_opts {
     int use_arena;            /* with jemalloc: 0 default (own arena), -1 use the default arena */
 } mio_reactor_opts;
 
-/* Counters; read with mio_reactor_stats from any thread (relaxed). More may follow.
- * There is no typedef: the name mio_reactor_stats is the function's, so (as with `struct stat` and
- * stat()) callers write `struct mio_reactor_stats st; mio_reactor_stats(r, &st);`. */
+/* Counters; read with mio_reactor_stats from any thread (relaxed). The struct has a fixed size
+ * (256 bytes): later versions add counters by taking them from `reserved`, so a program built
+ * against this header keeps working with a newer library (it sees zeros there) and the other way
+ * round. There is no typedef: the name mio_reactor_stats is the function's, so (as with
+ * `struct stat` and stat()) callers write `struct mio_reactor_stats st; mio_reactor_stats(r, &st);`.
+ * mio_worker_stats (pool.h) has the same tag and, since no function takes that name, a typedef. */
 struct mio_reactor_stats {
     uint64_t iterations, events, handlers_run, tasks_run, timers_fired, wakes_performed,
         wakes_elided, zero_event_wakeups;
@@ -41,6 +44,7 @@ struct mio_reactor_stats {
                                  non-zero timeout; each admits at most one performed wake, so
                                  wakes_performed <= sleeps */
     uint64_t tasks_queued;    /* posted tasks waiting now (a snapshot) */
+    uint64_t reserved[19];    /* zero; room for counters to come */
 };
 /* Field notes: iterations counts poll calls; events every harvested event (the internal waker's
  * too); handlers_run / tasks_run / timers_fired the callbacks run; wakes_performed the eventfd

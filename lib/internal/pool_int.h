@@ -7,7 +7,6 @@
 
 #include <pthread.h>
 #include <sched.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <ck_ring.h>
@@ -15,6 +14,7 @@
 #include <mio/pool.h>
 #include <mio/reactor.h>
 #include <mio/waker.h>
+#include "pr.h"
 
 /* One accepted connection travelling from the acceptor to a worker, by value. 40 bytes, not the
  * 144 of a whole mio_addr: the ring's pages are touched as it wraps, so at the former default of
@@ -34,16 +34,28 @@ struct mio__handoff {
 };
 CK_RING_PROTOTYPE(mio__handoff, mio__handoff)
 
-/* Per-worker counters: written by the acceptor or the worker, read by anyone (relaxed). */
+/* Per-worker counters: written by the acceptor or the worker (atomic adds, internal/pr.h), read by
+ * anyone (relaxed loads). Counters order nothing. */
 struct mio__pool_counters {
-    _Atomic uint64_t accepted, handed_off, wakes_performed, wakes_elided, ring_full, emfile,
-        accept_errors, accept_calls, listener_paused;
+    uint64_t accepted, handed_off, wakes_performed, wakes_elided, ring_full, emfile, accept_errors,
+        accept_calls, listener_paused;
 };
 
-static inline void mio__count(_Atomic uint64_t *c, uint64_t n)
+static inline void mio__count(uint64_t *c, uint64_t n)
 {
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+    mio__pr_add_64(c, n);
 }
+
+/* The acceptor's state (pool->acceptor_state): one at a time, only the acceptor thread stores it;
+ * workers load it to know whether a drain must wake the acceptor (PAUSED_FULL). */
+enum mio__acceptor_state {
+    MIO__ACC_RUNNING,       /* listeners registered, accepting */
+    MIO__ACC_PAUSED_FULL,   /* every ring was full: listeners out of the poll until a worker
+                               drains and wakes us (the kernel backlog holds new connections) */
+    MIO__ACC_PAUSED_EMFILE, /* out of fds or memory: listeners out of the poll for
+                               MIO__POOL_ACCEPT_PAUSE_MS */
+    MIO__ACC_STOPPING,      /* the owner asked us to stop: leave the loop */
+};
 
 struct mio__pool_listener {
     mio_accept_fn fn;
@@ -86,9 +98,9 @@ struct mio_pool {
     mio_poll *apoll;
     mio_waker *awaker;
     int spare_fd;
-    _Atomic bool stop_accepting;  /* owner -> acceptor */
-    _Atomic bool full_paused;     /* acceptor: every ring was full, listeners deregistered */
-    _Atomic bool rearm_requested; /* a worker drained while full_paused: one waker write */
+    unsigned stop_accepting;  /* owner -> acceptor: 1 once stop began (then the waker is written) */
+    unsigned acceptor_state;  /* enum mio__acceptor_state; acceptor stores, workers load */
+    unsigned rearm_requested; /* a worker drained while PAUSED_FULL and woke us (once per pause) */
     unsigned rr_next;             /* acceptor only */
     /* start barrier */
     pthread_mutex_t mu;
