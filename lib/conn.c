@@ -16,6 +16,8 @@
 #include <mio/conn.h>
 #include <mio/net.h>
 #include "internal/conn_int.h"
+#include "internal/conn_pool.h"
+#include "internal/pr.h"
 
 /* ------------------------------------------------------------------ ext, release, teardown */
 
@@ -89,7 +91,7 @@ void mio__conn_teardown(mio_conn *c, int reason)
         return;
     c->flags |= MIO__CF_DEAD;
     conn_cancel_timers(c);
-    mio__reactor_conn_count_add(r, -1);
+    mio__pr_sub_64(&mio__conn_ctx(c)->count, 1);
     mio__conn_stage_drop(c);
     if (c->x != NULL) {
         mio__wq_clear(&c->x->wq, mio__reactor_arena(r));
@@ -212,10 +214,11 @@ static void conn_ctx_destroy(mio_reactor *r, void *arg)
     for (int round = 0; round < 8; round++) {
         (void)mio__reactor_each(r, mio__conn_on_io, conn_cancel_one, NULL);
         mio__reactor_settle(r);
-        if (mio__reactor_conn_count(r) == 0 && ctx->ndying == 0)
+        if (mio__pr_load_64(&ctx->count) == 0 && ctx->ndying == 0)
             break;
     }
     mio__free(mio__reactor_arena(r), ctx->stage);
+    mio__free(mio__reactor_arena(r), ctx->read_buf);
     mio__free(mio__reactor_arena(r), ctx);
 }
 
@@ -230,15 +233,51 @@ static struct mio__conn_ctx *conn_ctx_get(mio_reactor *r)
     ctx = mio__calloc(mio__reactor_arena(r), 1, sizeof(*ctx));
     if (ctx == NULL)
         return NULL;
-    /* With the context, so that a write never meets a missing stage (its pages are touched only
-     * as writes fill it). */
+    /* With the context, so that no read or write meets a missing buffer (the stage's pages are
+     * touched only as writes fill it). */
+    ctx->read_buf = mio__alloc(mio__reactor_arena(r), MIO__CONN_READ_BUF);
     ctx->stage = mio__alloc(mio__reactor_arena(r), MIO__STAGE_BYTES);
-    if (ctx->stage == NULL || mio__reactor_attach(r, &conn_ext_ops, ctx) < 0) {
+    if (ctx->read_buf == NULL || ctx->stage == NULL ||
+        mio__reactor_attach(r, &conn_ext_ops, ctx) < 0) {
+        mio__free(mio__reactor_arena(r), ctx->read_buf);
         mio__free(mio__reactor_arena(r), ctx->stage);
         mio__free(mio__reactor_arena(r), ctx);
         return NULL;
     }
     return ctx;
+}
+
+int mio__conn_attach(mio_reactor *r)
+{
+    return conn_ctx_get(r) != NULL ? 0 : -ENOMEM;
+}
+
+uint64_t mio__conn_count(const mio_reactor *r)
+{
+    const struct mio__conn_ctx *ctx = mio__reactor_ext_ctx(r);
+
+    return ctx != NULL ? mio__pr_load_64(&ctx->count) : 0;
+}
+
+/* The index of ops in the shared table (added when new). Returns 0, or -ENOSPC when the table is
+ * full of other ops (the conn then keeps a copy of its own). Most opens repeat the last ops. */
+static int conn_intern(struct mio__conn_ctx *ctx, const mio_conn_ops *ops, uint8_t *idx)
+{
+    unsigned i = ctx->last_interned;
+
+    if (i < ctx->ninterned && memcmp(&ctx->interned[i], ops, sizeof(*ops)) == 0)
+        goto found;
+    for (i = 0; i < ctx->ninterned; i++)
+        if (memcmp(&ctx->interned[i], ops, sizeof(*ops)) == 0)
+            goto found;
+    if (ctx->ninterned == MIO__CONN_INTERN_MAX)
+        return -ENOSPC;
+    i = ctx->ninterned++;
+    ctx->interned[i] = *ops;
+found:
+    ctx->last_interned = i;
+    *idx = (uint8_t)i;
+    return 0;
 }
 
 /* ------------------------------------------------------------------ timers */
@@ -286,6 +325,7 @@ static void conn_on_deadline(mio_reactor *r, mio_timer_id id, void *arg)
 
 int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mio_conn **out)
 {
+    struct mio__conn_ctx *ctx;
     mio__arena arena;
     mio_conn *c;
     mio_token token;
@@ -300,7 +340,8 @@ int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mi
         return -errno;
     if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
         return -errno;
-    if (conn_ctx_get(r) == NULL)
+    ctx = conn_ctx_get(r);
+    if (ctx == NULL)
         return -ENOMEM;
     arena = mio__reactor_arena(r);
     c = mio__alloc(arena, sizeof(*c));
@@ -311,11 +352,8 @@ int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mi
     c->x = NULL;
     c->flags = 0;
     c->interest = MIO_READABLE;
-    /* "ops is copied": conns with equal ops share one copy kept by the reactor. */
-    err = mio__reactor_intern_index(r, ops, sizeof(*ops), &c->ops);
-    if (err == -ENOMEM)
-        goto err_free;
-    if (err < 0) {
+    /* "ops is copied": conns with equal ops share one copy in the table. */
+    if (conn_intern(ctx, ops, &c->ops) < 0) {
         struct mio__conn_ext *x = mio__conn_ext(c);
 
         if (x == NULL) {
@@ -334,7 +372,7 @@ int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mi
     if (err < 0)
         goto err_ops;
     c->slot = (uint32_t)token;
-    mio__reactor_conn_count_add(r, 1);
+    mio__pr_add_64(&ctx->count, 1);
     if (out != NULL)
         *out = c;
     return 0;
@@ -515,9 +553,9 @@ int mio__conn_close_all(mio_reactor *r, uint64_t deadline_ms)
     struct close_all_ctx cc = {.late = mio_reactor_now_ms(r) >= deadline_ms};
     uint64_t left;
 
-    if (mio__reactor_conn_count(r) == 0)
+    if (mio__conn_count(r) == 0)
         return 0;
     (void)mio__reactor_each(r, mio__conn_on_io, conn_close_one, &cc);
-    left = mio__reactor_conn_count(r);
+    left = mio__conn_count(r);
     return left > INT_MAX ? INT_MAX : (int)left;
 }

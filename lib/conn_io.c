@@ -116,7 +116,7 @@ static int conn_tail_room(mio_conn *c)
  * a drained socket: read on until 0 (EOF) or -EAGAIN. */
 static void conn_read(mio_conn *c, bool rdhup)
 {
-    const struct mio__reactor_head *h = mio__reactor_head(c->r);
+    const struct mio__conn_ctx *ctx = mio__conn_ctx(c);
     /* Stays valid while the loop runs: a dying conn keeps its slot until on_close. */
     int fd = mio__conn_fd(c);
 
@@ -124,8 +124,8 @@ static void conn_read(mio_conn *c, bool rdhup)
              (MIO__CF_DEAD | MIO__CF_CLOSING | MIO__CF_PAUSED | MIO__CF_EOF))) {
         struct mio__conn_ext *x = c->x;
         bool tail = x != NULL && x->in_len > 0;
-        char *buf = h->read_buf;
-        size_t cap = h->read_len;
+        char *buf = ctx->read_buf;
+        size_t cap = MIO__CONN_READ_BUF;
         ssize_t n;
 
         if (tail) {
@@ -151,7 +151,7 @@ static void conn_read(mio_conn *c, bool rdhup)
             conn_drop_tail(c); /* an incomplete last message: the peer will not finish it */
             if (x != NULL)
                 x->last_active = mio_reactor_now_ms(c->r);
-            conn_deliver(c, h->read_buf, 0, false);
+            conn_deliver(c, ctx->read_buf, 0, false);
             if (!(c->flags & MIO__CF_DEAD))
                 (void)mio__conn_sync_interest(c);
             break;

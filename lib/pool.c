@@ -17,6 +17,7 @@
 #include <mio/pool.h>
 #include "internal/mem.h"
 #include "internal/pool_int.h"
+#include "internal/conn_pool.h"
 #include "internal/reactor_int.h"
 
 _Static_assert(sizeof(mio_worker_stats) == 256, "mio_worker_stats has a fixed size (pool.h)");
@@ -119,6 +120,10 @@ int mio_pool_new(const mio_pool_opts *opts, mio_pool **out)
         if (err < 0)
             goto err_workers;
         mio__reactor_set_pool_owned(w->r, true);
+        /* Now, on this thread: the acceptor and mio_pool_stats read the conn count. */
+        err = mio__conn_attach(w->r);
+        if (err < 0)
+            goto err_workers;
     }
     *out = pool;
     return 0;
@@ -514,7 +519,7 @@ int mio_pool_stats(const mio_pool *pool, unsigned worker, mio_worker_stats *out)
     out->accept_calls = LOAD(accept_calls);
     out->listener_paused = LOAD(listener_paused);
 #undef LOAD
-    out->active = mio__reactor_conn_count(w->r);
+    out->active = mio__conn_count(w->r);
     out->ring_len = mio__pool_ring_len(w);
     return 0;
 }

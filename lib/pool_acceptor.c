@@ -31,6 +31,7 @@
 #include <mio/event.h>
 #include <mio/net.h>
 #include "internal/mem.h"
+#include "internal/conn_pool.h"
 #include "internal/pool_int.h"
 #include "internal/pr.h"
 #include "internal/reactor_int.h"
@@ -102,7 +103,7 @@ static bool any_ring_has_room(const mio_pool *pool)
 
 static uint64_t worker_load(struct mio__pool_worker *w)
 {
-    return mio__pool_ring_len(w) + mio__reactor_conn_count(w->r);
+    return mio__pool_ring_len(w) + mio__conn_count(w->r);
 }
 
 /* MIO_BALANCE_AWAKE_FIRST: the first awake worker in rotation order whose load is within the

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <mio/net.h>
 #include "internal/mem.h"
+#include "internal/conn_pool.h"
 #include "internal/pool_int.h"
 #include "internal/pr.h"
 #include "internal/reactor_int.h"

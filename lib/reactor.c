@@ -35,14 +35,13 @@ _Static_assert(sizeof(struct mio_reactor_stats) == 256,
 #define WAKER_TOKEN UINT64_MAX /* above every slab token (slot indexes stay below 2^30) */
 #define DEFAULT_EVENTS 1024u
 #define DEFAULT_POST 65535u /* a 65536-slot ring */
-#define READ_BUFFER_SIZE (64u * 1024u)
 #define PAD 64
 
 enum { STATE_RUNNING = 0, STATE_SLEEPING = 1, STATE_WOKEN = 2 };
 
 struct mio_reactor {
-    /* Reactor's thread only. First: conns read it inline (reactor_int.h). */
-    struct mio__reactor_head h;
+    /* Reactor's thread only. */
+    struct mio__slab slab;
     mio__arena arena;
     bool own_arena;
     bool in_loop; /* inside run / run_once: no nesting */
@@ -75,13 +74,11 @@ struct mio_reactor {
 
     /* Written by the reactor's thread only (single stores), read from any thread. */
     struct mio_reactor_stats st;
-    uint64_t conn_count;
     char pad3[PAD];
 
     struct mio__wheel wheel;
 };
 
-_Static_assert(offsetof(struct mio_reactor, h) == 0, "reactor_int.h reads the head in place");
 
 /* A counter only the reactor writes: a plain read-modify-write published with a single store. */
 static inline void ctr_add(uint64_t *c, uint64_t n)
@@ -143,21 +140,15 @@ int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
     r->arena = arena;
     r->own_arena = own_arena;
     r->now = clock_ms(0);
-    mio__slab_init(&r->h.slab, arena);
+    mio__slab_init(&r->slab, arena);
     mio__wheel_init(&r->wheel, arena, r->now);
 
     err = mio__post_queue_init(&r->tasks, arena, o.post_capacity);
     if (err < 0)
         goto err_free;
-    r->h.read_buf = mio__alloc(arena, READ_BUFFER_SIZE);
-    r->h.read_len = READ_BUFFER_SIZE;
-    if (r->h.read_buf == NULL) {
-        err = -ENOMEM;
-        goto err_queue;
-    }
     err = mio_poll_new(&r->poll);
     if (err < 0)
-        goto err_buf;
+        goto err_queue;
     r->reg = mio_poll_registry(r->poll);
     err = mio_events_new(o.events_capacity, &r->events);
     if (err < 0)
@@ -172,8 +163,6 @@ err_events:
     mio_events_free(r->events);
 err_poll:
     mio_poll_free(r->poll);
-err_buf:
-    mio__free(arena, r->h.read_buf);
 err_queue:
     mio__post_queue_destroy(&r->tasks, arena);
 err_free:
@@ -201,13 +190,10 @@ void mio_reactor_free(mio_reactor *r)
     mio_waker_free(r->waker);
     mio_events_free(r->events);
     mio_poll_free(r->poll);
-    mio__slab_destroy(&r->h.slab);
+    mio__slab_destroy(&r->slab);
     mio__wheel_destroy(&r->wheel);
     mio__post_queue_destroy(&r->tasks, arena); /* queued tasks are dropped unrun */
-    mio__free(arena, r->h.read_buf);
     mio__free(arena, r->fd_bits);
-    for (unsigned i = 0; i < r->h.ninterned; i++)
-        mio__free(arena, (void *)r->h.interned[i]);
     mio__free(arena, r);
     if (own_arena)
         mio__arena_destroy(arena);
@@ -260,8 +246,8 @@ static void fd_claim(mio_reactor *r, int fd, uint32_t idx)
         fd_bit_set(r, fd, true);
         return;
     }
-    for (uint32_t i = 0; i < r->h.slab.npages * MIO__SLAB_PAGE_SLOTS; i++) {
-        struct mio__slot *slot = mio__slab_at(&r->h.slab, i);
+    for (uint32_t i = 0; i < r->slab.npages * MIO__SLAB_PAGE_SLOTS; i++) {
+        struct mio__slot *slot = mio__slab_at(&r->slab, i);
 
         if (i != idx && slot->fn != MIO__SLAB_FN_FREE && slot->fd == fd)
             slot->fd = -1;
@@ -282,19 +268,19 @@ int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn,
     err = fd_bits_reserve(r, fd);
     if (err < 0)
         return err;
-    err = mio__slab_alloc(&r->h.slab, &idx);
+    err = mio__slab_alloc(&r->slab, &idx);
     if (err < 0)
         return err;
-    token = mio__slab_token(&r->h.slab, idx);
-    err = mio__slab_set(&r->h.slab, idx, fn, arg, fd);
+    token = mio__slab_token(&r->slab, idx);
+    err = mio__slab_set(&r->slab, idx, fn, arg, fd);
     if (err == 0)
         err = mio_registry_register(r->reg, fd, (mio_token)token, interest);
     if (err < 0) {
-        mio__slab_release(&r->h.slab, idx);
+        mio__slab_release(&r->slab, idx);
         return err;
     }
     fd_claim(r, fd, idx);
-    ctr_set(&r->st.handlers, r->h.slab.used);
+    ctr_set(&r->st.handlers, r->slab.used);
     if (out != NULL)
         *out = (mio_token)token;
     return 0;
@@ -307,7 +293,7 @@ int mio_reactor_modify(mio_reactor *r, mio_token token, mio_interest interest)
 
     if (r == NULL || interest == 0)
         return -EINVAL;
-    slot = mio__slab_lookup(&r->h.slab, token);
+    slot = mio__slab_lookup(&r->slab, token);
     if (slot == NULL)
         return -ENOENT;
     if (slot->fd < 0)
@@ -327,7 +313,7 @@ int mio_reactor_remove(mio_reactor *r, mio_token token)
 
     if (r == NULL)
         return -EINVAL;
-    slot = mio__slab_lookup(&r->h.slab, token);
+    slot = mio__slab_lookup(&r->slab, token);
     if (slot == NULL)
         return -ENOENT;
     if (slot->fd < 0)
@@ -342,7 +328,7 @@ int mio_reactor_remove(mio_reactor *r, mio_token token)
 
 int mio__reactor_forget(mio_reactor *r, mio_token token)
 {
-    struct mio__slot *slot = mio__slab_lookup(&r->h.slab, token);
+    struct mio__slot *slot = mio__slab_lookup(&r->slab, token);
 
     if (slot == NULL)
         return -ENOENT;
@@ -351,8 +337,8 @@ int mio__reactor_forget(mio_reactor *r, mio_token token)
     /* Bumping the generation is what drops events of this token already harvested in the
      * current batch: the dispatcher compares generations before every call. The slot itself may
      * be reused at once (slab pages never move or shrink while the reactor lives). */
-    mio__slab_release(&r->h.slab, (uint32_t)token);
-    ctr_set(&r->st.handlers, r->h.slab.used);
+    mio__slab_release(&r->slab, (uint32_t)token);
+    ctr_set(&r->st.handlers, r->slab.used);
     return 0;
 }
 
@@ -558,12 +544,12 @@ static int iterate(mio_reactor *r, int timeout_ms)
             woke = true;
             continue;
         }
-        slot = mio__slab_lookup(&r->h.slab, token);
+        slot = mio__slab_lookup(&r->slab, token);
         if (slot == NULL) {
             stale++; /* removed (maybe reused) earlier in this batch */
             continue;
         }
-        mio__slab_fn(&r->h.slab, slot)(r, token, ev, mio__slab_arg(slot));
+        mio__slab_fn(&r->slab, slot)(r, token, ev, mio__slab_arg(slot));
         settle_point(r);
         handlers++;
     }
@@ -643,11 +629,14 @@ mio__arena mio__reactor_arena(const mio_reactor *r)
     return r->arena;
 }
 
-void *mio__reactor_read_buffer(mio_reactor *r, size_t *len)
+int mio__reactor_slot_fd(const mio_reactor *r, uint32_t slot)
 {
-    if (len != NULL)
-        *len = READ_BUFFER_SIZE;
-    return r->h.read_buf;
+    return mio__slab_at(&r->slab, slot)->fd;
+}
+
+mio_token mio__reactor_slot_token(const mio_reactor *r, uint32_t slot)
+{
+    return (mio_token)mio__slab_token(&r->slab, slot);
 }
 
 int mio__reactor_attach(mio_reactor *r, const struct mio__reactor_ext *ext, void *ctx)
@@ -722,52 +711,13 @@ unsigned mio__reactor_each(mio_reactor *r, mio_io_fn io, void (*fn)(void *harg, 
     unsigned n = 0;
 
     /* Index by index, re-reading the bound: fn may grow the slab (pages never move). */
-    for (uint32_t i = 0; i < r->h.slab.npages * MIO__SLAB_PAGE_SLOTS; i++) {
-        struct mio__slot *slot = mio__slab_at(&r->h.slab, i);
+    for (uint32_t i = 0; i < r->slab.npages * MIO__SLAB_PAGE_SLOTS; i++) {
+        struct mio__slot *slot = mio__slab_at(&r->slab, i);
 
-        if (slot->fn != MIO__SLAB_FN_FREE && mio__slab_fn(&r->h.slab, slot) == io) {
+        if (slot->fn != MIO__SLAB_FN_FREE && mio__slab_fn(&r->slab, slot) == io) {
             fn(mio__slab_arg(slot), ctx);
             n++;
         }
     }
     return n;
-}
-
-int mio__reactor_intern_index(mio_reactor *r, const void *data, size_t len, uint8_t *idx)
-{
-    struct mio__reactor_head *h = &r->h;
-    unsigned i = h->last_interned;
-    void *copy;
-
-    if (i < h->ninterned && h->interned_len[i] == len && memcmp(h->interned[i], data, len) == 0)
-        goto found;
-    for (i = 0; i < h->ninterned; i++)
-        if (h->interned_len[i] == len && memcmp(h->interned[i], data, len) == 0)
-            goto found;
-    if (h->ninterned == MIO__INTERN_MAX)
-        return -ENOSPC;
-    copy = mio__alloc(r->arena, len > 0 ? len : 1);
-    if (copy == NULL)
-        return -ENOMEM;
-    memcpy(copy, data, len);
-    i = h->ninterned++;
-    h->interned[i] = copy;
-    h->interned_len[i] = len;
-found:
-    h->last_interned = i;
-    *idx = (uint8_t)i;
-    return 0;
-}
-
-uint64_t mio__reactor_conn_count(const mio_reactor *r)
-{
-    return mio__pr_load_64(&r->conn_count);
-}
-
-void mio__reactor_conn_count_add(mio_reactor *r, int64_t delta)
-{
-    if (delta >= 0)
-        mio__pr_add_64(&r->conn_count, (uint64_t)delta);
-    else
-        mio__pr_sub_64(&r->conn_count, (uint64_t)-delta);
 }

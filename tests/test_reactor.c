@@ -701,53 +701,57 @@ static void each_visit(void *harg, void *ctx)
 }
 
 
-/* The interned copy's address, so sharing shows as pointer equality. */
-static int intern_ptr(mio_reactor *r, const void *data, size_t len, const void **out)
-{
-    uint8_t idx;
-    int err = mio__reactor_intern_index(r, data, len, &idx);
+/* A stand-in for the conn layer's extension: counts settle and destroy calls. */
+struct ext_probe {
+    int settles, destroys;
+};
 
-    if (err == 0)
-        *out = mio__reactor_head(r)->interned[idx];
-    return err;
+static void probe_settle(mio_reactor *r, void *ctx)
+{
+    (void)r;
+    ((struct ext_probe *)ctx)->settles++;
+}
+
+static void probe_destroy(mio_reactor *r, void *ctx)
+{
+    (void)r;
+    ((struct ext_probe *)ctx)->destroys++;
+}
+
+static const struct mio__reactor_ext probe_ext = {probe_settle, probe_destroy};
+
+static void settle_from_task(mio_reactor *r, void *arg)
+{
+    struct ext_probe *p = arg;
+
+    mio__reactor_request_settle(r);
+    assert_int_equal(p->settles, 0); /* not inside the callback that asked */
 }
 
 static void test_internal_accessors(void **state)
 {
     (void)state;
     mio_reactor *r = new_reactor();
-    size_t len = 0;
-    unsigned char *buf = mio__reactor_read_buffer(r, &len);
-    assert_non_null(buf);
-    assert_int_equal(len, 64 * 1024);
-    memset(buf, 0xa5, len); /* all of it is ours (ASan checks the bounds) */
-    assert_ptr_equal(mio__reactor_read_buffer(r, NULL), buf);
-
     void *p = mio__alloc(mio__reactor_arena(r), 100);
     assert_non_null(p);
     mio__free(mio__reactor_arena(r), p);
 
-    /* Interning: equal bytes share one reactor-owned copy; different bytes do not. */
-    const char a1[] = "ops-a", a2[] = "ops-a", b[] = "ops-b";
-    const void *ia = NULL, *ib = NULL, *ip = NULL;
-    assert_int_equal(intern_ptr(r, a1, sizeof a1, &ia), 0);
-    assert_non_null(ia);
-    assert_ptr_not_equal(ia, a1);
-    assert_memory_equal(ia, a1, sizeof a1);
-    assert_int_equal(intern_ptr(r, a2, sizeof a2, &ip), 0);
-    assert_ptr_equal(ip, ia);
-    assert_int_equal(intern_ptr(r, b, sizeof b, &ib), 0);
-    assert_non_null(ib);
-    assert_ptr_not_equal(ib, ia);
-    assert_int_equal(intern_ptr(r, a1, sizeof a1, &ip), 0);
-    assert_ptr_equal(ip, ia);
-    /* The table is bounded: distinct entries past its size are refused, equal ones still shared. */
-    int full = 0;
-    for (unsigned i = 0; i < 64 && full == 0; i++)
-        full = intern_ptr(r, &i, sizeof i, &ip);
-    assert_int_equal(full, -ENOSPC);
-    assert_int_equal(intern_ptr(r, b, sizeof b, &ip), 0);
-    assert_ptr_equal(ip, ib);
+    /* The extension point: one layer; settle runs at the safe point after the callback that asked
+     * (and once per request), destroy at free. */
+    struct ext_probe probe = {0};
+    assert_null(mio__reactor_ext_ctx(r));
+    assert_int_equal(mio__reactor_attach(r, &probe_ext, &probe), 0);
+    assert_int_equal(mio__reactor_attach(r, &probe_ext, &probe), -EEXIST);
+    assert_ptr_equal(mio__reactor_ext_ctx(r), &probe);
+    assert_int_equal(mio_reactor_post(r, settle_from_task, &probe), 0);
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    assert_int_equal(probe.settles, 1);
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    assert_int_equal(probe.settles, 1);
+    mio__reactor_request_settle(r); /* outside callbacks: at the next iteration's start */
+    assert_int_equal(probe.settles, 1);
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    assert_int_equal(probe.settles, 2);
 
     /* The walk visits exactly the live handlers with the given callback, and not removed ones. */
     struct counter other = {0};
@@ -760,6 +764,8 @@ static void test_internal_accessors(void **state)
                                          i == 3 ? (void *)&other : (void *)&efd[i], &etok[i]),
                          0);
     }
+    assert_int_equal(mio__reactor_slot_fd(r, (uint32_t)etok[0]), efd[0]);
+    assert_int_equal(mio__reactor_slot_token(r, (uint32_t)etok[0]), etok[0]);
     assert_int_equal(mio_reactor_remove(r, etok[1]), 0);
     assert_int_equal(mio__reactor_each(r, each_io, each_visit, &visited), 2);
     assert_int_equal(visited, 2);
@@ -768,11 +774,6 @@ static void test_internal_accessors(void **state)
             assert_int_equal(mio_reactor_remove(r, etok[i]), 0);
         close(efd[i]);
     }
-    assert_int_equal(mio__reactor_conn_count(r), 0);
-    mio__reactor_conn_count_add(r, 3);
-    mio__reactor_conn_count_add(r, -2);
-    assert_int_equal(mio__reactor_conn_count(r), 1);
-    mio__reactor_conn_count_add(r, -1);
 
     uint64_t before = mio_reactor_now_ms(r);
     core_sleep_ms(20);
@@ -787,6 +788,7 @@ static void test_internal_accessors(void **state)
     assert_int_equal(st1.wakes_elided, st0.wakes_elided + 1);
     assert_int_equal(st1.wakes_performed, st0.wakes_performed);
     mio_reactor_free(r);
+    assert_int_equal(probe.destroys, 1);
 }
 
 /* An extra source, as the pool's hand-off ring uses it: another thread publishes items and calls

@@ -27,6 +27,8 @@ enum {
 };
 
 #define MIO__CONN_OPS_OWN 255u /* c->ops: the ops are x->own_ops (the intern table was full) */
+#define MIO__CONN_INTERN_MAX 16u /* distinct ops the conn layer shares per reactor */
+#define MIO__CONN_READ_BUF (64u * 1024u)
 
 /* What only some conns need: allocated the first time bytes are queued or kept, a setting moves
  * from its default, or a timer is set, then kept until the conn dies. An idle conn that never
@@ -45,8 +47,8 @@ struct mio__conn_ext {
     uint32_t in_limit; /* a kept tail must stay below this */
 };
 
-/* Only what the reactor does not already hold: the fd and the token's generation live in the
- * conn's slab slot (found by index), the ops in the reactor's intern table (found by index). */
+/* Only what is not already held elsewhere: the fd and the token's generation live in the conn's
+ * reactor slot (found by index), the ops in the conn layer's per-reactor table (by index). */
 struct mio_conn {
     mio_reactor *r;
     void *arg;
@@ -63,7 +65,7 @@ struct mio_conn {
 /* The per-connection budget (<= 64 bytes of RSS per idle conn, slot included): the conn must stay
  * in jemalloc's 32-byte class. */
 _Static_assert(sizeof(struct mio_conn) <= 32, "mio_conn grew past its memory budget");
-_Static_assert(MIO__INTERN_MAX < MIO__CONN_OPS_OWN, "an intern index must fit beside OPS_OWN");
+_Static_assert(MIO__CONN_INTERN_MAX < MIO__CONN_OPS_OWN, "an intern index must fit beside OPS_OWN");
 
 /* The coalescing stage: writes made inside reactor callbacks are copied here and handed to the
  * kernel once per conn at the reactor's next settle point (one send/sendmsg each). */
@@ -82,6 +84,11 @@ struct mio__stage_rec {
  * allocates (it cannot fail); past its size, settle finds the rest by walking the slab (dying
  * conns keep their slots), once per settle. */
 struct mio__conn_ctx {
+    /* "ops is copied": conns with equal ops share one copy, named by a one-byte index */
+    mio_conn_ops interned[MIO__CONN_INTERN_MAX];
+    unsigned ninterned, last_interned;
+    char *read_buf; /* MIO__CONN_READ_BUF bytes: every conn without a kept tail reads here */
+    uint64_t count; /* conns open; any thread reads it (mio__conn_count) */
     mio_conn *dying[MIO__CONN_DYING_MAX];
     unsigned ndying;
     bool overflow; /* some dying conns are not listed */
@@ -102,19 +109,19 @@ static inline struct mio__conn_ctx *mio__conn_ctx(const mio_conn *c)
 
 static inline int mio__conn_fd(const mio_conn *c)
 {
-    return mio__slab_at(&mio__reactor_head(c->r)->slab, c->slot)->fd;
+    return mio__reactor_slot_fd(c->r, c->slot);
 }
 
 static inline mio_token mio__conn_token(const mio_conn *c)
 {
-    return (mio_token)mio__slab_token(&mio__reactor_head(c->r)->slab, c->slot);
+    return mio__reactor_slot_token(c->r, c->slot);
 }
 
 static inline const mio_conn_ops *mio__conn_ops(const mio_conn *c)
 {
     if (c->ops == MIO__CONN_OPS_OWN)
         return c->x->own_ops;
-    return mio__reactor_head(c->r)->interned[c->ops];
+    return &mio__conn_ctx(c)->interned[c->ops];
 }
 
 /* Bytes in the write queue (not the stage). */

@@ -1,5 +1,7 @@
-/* What conn.c and pool.c may use of a reactor beyond the public API. Reactor's thread only,
- * unless a function says "any thread". */
+/* What the layers above (conn, pool) may use of a reactor beyond the public API: its arena and
+ * clock, handler slots by index, a walk over handlers, an extension point for per-reactor state,
+ * a cross-thread source, wakes, and pool ownership. Reactor's thread only, unless a function says
+ * "any thread". */
 #ifndef MIO_INTERNAL_REACTOR_INT_H
 #define MIO_INTERNAL_REACTOR_INT_H
 
@@ -8,33 +10,14 @@
 #include <stdint.h>
 #include <mio/reactor.h>
 #include "mem.h"
-#include "slab.h"
 
-#define MIO__INTERN_MAX 16 /* distinct interned entries; past that callers keep their own copies */
-
-/* struct mio_reactor begins with this (reactor.c asserts it), so that conns read their slot (fd,
- * generation) and their interned ops inline on the per-event path instead of storing copies:
- * every byte of struct mio_conn counts in an idle connection's footprint. Reactor's thread only. */
-struct mio__reactor_head {
-    struct mio__slab slab;
-    const void *interned[MIO__INTERN_MAX]; /* mio__reactor_intern_index's table, by index */
-    size_t interned_len[MIO__INTERN_MAX];
-    unsigned ninterned;
-    unsigned last_interned; /* index found or added last (most opens repeat it) */
-    void *read_buf;         /* mio__reactor_read_buffer's, read_len bytes */
-    size_t read_len;
-};
-
-static inline struct mio__reactor_head *mio__reactor_head(mio_reactor *r)
-{
-    return (struct mio__reactor_head *)(void *)r;
-}
+/* A handler slot's fd (-1 once the number went to another handler) and its current token, by
+ * slot index (the low half of a token): what a layer that keeps only the index needs. */
+int mio__reactor_slot_fd(const mio_reactor *r, uint32_t slot);
+mio_token mio__reactor_slot_token(const mio_reactor *r, uint32_t slot);
 
 /* The reactor's arena: allocate per-reactor objects (conns, write-queue chunks) from it. */
 mio__arena mio__reactor_arena(const mio_reactor *r);
-
-/* The reactor's shared read buffer (64 KiB), valid for the reactor's life. *len gets its size. */
-void *mio__reactor_read_buffer(mio_reactor *r, size_t *len);
 
 /* An extra cross-thread input, e.g. the pool's hand-off ring. `pending` is called (from the
  * reactor's thread) after the reactor has published SLEEPING and before it blocks: when it returns
@@ -71,16 +54,6 @@ bool mio__reactor_awake(mio_reactor *r);
 unsigned mio__reactor_each(mio_reactor *r, mio_io_fn io, void (*fn)(void *harg, void *ctx),
                            void *ctx);
 
-/* Interns data[0..len): *idx names a reactor-owned copy (h->interned[*idx]) shared by every caller
- * that interns equal bytes, valid for the reactor's life (conns keep their ops this way, as a
- * one-byte index, instead of one copy each).
- * Returns 0, -ENOSPC when the table is full (it keeps a few distinct entries: the caller then
- * keeps a copy of its own), or -ENOMEM. */
-int mio__reactor_intern_index(mio_reactor *r, const void *data, size_t len, uint8_t *idx);
-/* Any thread (relaxed): number of mio_conns open on the reactor; conn.c adjusts it. */
-uint64_t mio__reactor_conn_count(const mio_reactor *r);
-void mio__reactor_conn_count_add(mio_reactor *r, int64_t delta);
-
 /* One upper layer (the conn layer) may attach per-reactor state. `settle` runs deferred work at
  * safe points: only when requested with mio__reactor_request_settle, after the reactor callback
  * (handler, task, timer, source drain) during which it was requested has returned, and at the
@@ -113,10 +86,5 @@ void mio__reactor_stop(mio_reactor *r);
 
 /* Refreshes the cached clock (after a long callback). */
 void mio__reactor_update_now(mio_reactor *r);
-
-/* Conn-side helpers the pool uses at stop (implemented in conn.c): closes every conn on the reactor
- * once flushed; conns still unflushed at deadline_ms (reactor time) close with -ECANCELED.
- * Returns the number of conns still open (0: done). */
-int mio__conn_close_all(mio_reactor *r, uint64_t deadline_ms);
 
 #endif
