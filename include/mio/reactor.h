@@ -59,7 +59,8 @@ MIO_EXTERN int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out);
 /* Frees everything the reactor owns; tasks still queued are dropped without running, pending
  * timers without firing; fds added with mio_reactor_add stay the caller's (their registrations
  * go with the epoll fd). mio_conns still open are closed first: each on_close runs once, reason
- * -ECANCELED (conns already closing keep their reason), and their fds are closed. NULL accepted;
+ * -ECANCELED (also for a closed conn still flushing; a conn whose on_close is merely pending keeps
+ * its reason), and their fds are closed. NULL accepted;
  * a reactor owned by a pool (mio_pool_worker) is ignored. Not while the reactor runs, not from a
  * callback, and only once no other thread can still post or stop it. */
 MIO_EXTERN void mio_reactor_free(mio_reactor *r);
