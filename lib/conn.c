@@ -284,6 +284,14 @@ found:
 
 static int conn_arm_idle(mio_conn *c, uint64_t after_ms);
 
+/* Outside the loop the reactor's cached clock may be as old as its last iteration: "ms from now"
+ * must count from now. Inside callbacks the cached time is the iteration's, as for every timer. */
+static void conn_fresh_clock(mio_conn *c)
+{
+    if (!mio__reactor_in_loop(c->r))
+        mio__reactor_update_now(c->r);
+}
+
 static void conn_on_idle(mio_reactor *r, mio_timer_id id, void *arg)
 {
     mio_conn *c = arg;
@@ -458,6 +466,7 @@ int mio_conn_set_idle_timeout(mio_conn *c, uint64_t ms)
     x = mio__conn_ext(c);
     if (x == NULL)
         return -ENOMEM;
+    conn_fresh_clock(c);
     x->idle_ms = ms;
     x->last_active = mio_reactor_now_ms(c->r);
     return conn_arm_idle(c, ms);
@@ -481,6 +490,7 @@ int mio_conn_set_deadline(mio_conn *c, uint64_t ms)
     x = mio__conn_ext(c);
     if (x == NULL)
         return -ENOMEM;
+    conn_fresh_clock(c);
     err = mio_reactor_timer_start(c->r, ms, 0, conn_on_deadline, c, &x->deadline_timer);
     if (err < 0)
         return err;

@@ -431,10 +431,10 @@ int mio_pool_run(mio_pool *pool, int drain_ms)
     sigset_t stop, old;
     int sig = 0, err;
 
+    if (pool != NULL && pool_self == pool)
+        return -EDEADLK;
     if (pool == NULL || pool->state == POOL_STOPPED)
         return -EINVAL;
-    if (pool_self == pool)
-        return -EDEADLK;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
