@@ -10,14 +10,14 @@
 typedef unsigned mio__arena;
 
 /* Any thread. Gives a private arena: one that an earlier mio__arena_destroy gave back (empty, its
- * pages returned to the kernel) or, when none is waiting, a new one. So the number of arenas ever
- * created is the peak number in use at once. Returns 0 and *out (0 without jemalloc), or -ENOMEM. */
+ * pages returned to the kernel) or, when none is waiting, a new one, so the number of arenas ever
+ * created is the peak number in use at once. Returns 0 and *out (0 without jemalloc), -ENOMEM. */
 int mio__arena_create(mio__arena *out);
 /* Any thread, once everything allocated from the arena is freed: gives the arena back for reuse
  * (the caller must not use the handle again); 0 is ignored. */
 void mio__arena_destroy(mio__arena arena);
 
-void *mio__alloc(mio__arena arena, size_t size);  /* NULL on failure; size 0 -> NULL */
+void *mio__alloc(mio__arena arena, size_t size); /* NULL on failure; size 0 -> NULL */
 void *mio__calloc(mio__arena arena, size_t n, size_t size);
 void *mio__realloc(mio__arena arena, void *p, size_t size);
 void mio__free(mio__arena arena, void *p); /* NULL accepted */
