@@ -448,11 +448,15 @@ int mio_conn_write(mio_conn *c, const void *data, size_t len)
 
 int mio_conn_flush(mio_conn *c)
 {
+    int err;
+
     if (c == NULL)
         return -EINVAL;
     if (c->flags & MIO__CF_DEAD)
         return -EPIPE;
     if (!(c->flags & MIO__CF_STAGED))
         return 0;
-    return mio__conn_send_staged(c);
+    err = mio__conn_send_staged(c);
+    /* Sending the last bytes of a closed conn completes its close: that is a success. */
+    return (c->flags & MIO__CF_DEAD) && c->dead_errno == 0 ? 0 : err;
 }

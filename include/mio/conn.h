@@ -50,14 +50,18 @@ MIO_EXTERN int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt)
 /* Hands the bytes this conn's writes staged in the current callback to the kernel now, in one
  * send (what the socket does not take stays queued). Writes made inside reactor callbacks are
  * otherwise gathered and sent when the callback returns; writes outside callbacks go at once.
- * Returns 0, -EPIPE (closed or failed), or the -errno of the failed send (the conn then closes). */
+ * Returns 0 (also when these were a closed conn's last bytes, whose close then completes), -EINVAL
+ * (NULL), -EPIPE (failed earlier), or the -errno of the failed send (the conn then closes). */
 MIO_EXTERN int mio_conn_flush(mio_conn *c);
 /* Inside on_read only, for this conn: of the len bytes just delivered, the first n were used; the
  * library keeps the other len - n and delivers them again at the start of the next on_read,
  * followed by the new bytes, as one contiguous span. Without a call everything counts as used.
  * The last call in an on_read wins. Returns 0, -EINVAL (NULL conn, not inside this conn's on_read,
- * n > len), or -EMSGSIZE: the kept bytes reach the input limit, and the conn closes with
- * on_close(-EMSGSIZE) after on_read returns. Kept bytes are dropped at EOF and at close. */
+ * n > len), or -EMSGSIZE: the kept bytes reach the input limit; unless a later call keeps less,
+ * the conn then closes with on_close(-EMSGSIZE) after on_read returns, dropping what it holds.
+ * To answer such a peer first (a 431, say), write the answer and mio_conn_close the conn in that
+ * on_read: a closed conn flushes, then closes with reason 0. Kept bytes are dropped at EOF and at
+ * close. */
 MIO_EXTERN int mio_conn_consume(mio_conn *c, size_t n);
 /* The most bytes a conn keeps unconsumed (a partial message must stay below it); 64 KiB by
  * default. Returns 0, -EINVAL (bytes < 2 or > UINT32_MAX), -EMSGSIZE (more is kept right now),
