@@ -578,6 +578,71 @@ static void test_many_ops(void **state)
     }
 }
 
+/* ---- more conns closed in one callback than the deferred-close list holds ---- */
+
+#define MANY 100
+
+struct many {
+    struct tconn t[MANY];
+    int cli[MANY];
+    int order[MANY], norder;
+};
+
+static struct many *many_ctx;
+
+static void many_close_all(mio_reactor *rr, void *arg)
+{
+    struct many *m = arg;
+
+    (void)rr;
+    for (int i = 0; i < MANY; i++) {
+        mio_conn_close(m->t[i].c);
+        assert_int_equal(m->t[i].closes, 0); /* never inside the call */
+    }
+    for (int i = 0; i < MANY; i++)
+        assert_int_equal(m->t[i].closes, 0); /* nor before the task returns */
+}
+
+static void many_on_close(mio_conn *c, int reason, void *arg)
+{
+    struct tconn *t = arg;
+
+    (void)c;
+    t->closes++;
+    t->reason = reason;
+    many_ctx->order[many_ctx->norder++] = (int)(t - many_ctx->t);
+}
+
+static void test_close_many_in_one_callback(void **state)
+{
+    static const mio_conn_ops ops = {t_on_read, many_on_close, NULL};
+    struct many *m = calloc(1, sizeof(*m));
+    char b;
+
+    (void)state;
+    many_ctx = m;
+    for (int i = 0; i < MANY; i++) {
+        int srv;
+
+        make_pair(&m->cli[i], &srv);
+        assert_int_equal(mio_conn_open(r, srv, &ops, &m->t[i], &m->t[i].c), 0);
+    }
+    assert_int_equal(mio_reactor_post(r, many_close_all, m), 0);
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    /* Every on_close ran exactly once, right after the task (the first 32 in close order, the
+     * rest found by the walk), and every peer sees the close. */
+    assert_int_equal(m->norder, MANY);
+    for (int i = 0; i < MANY; i++) {
+        assert_int_equal(m->t[i].closes, 1);
+        assert_int_equal(m->t[i].reason, 0);
+        assert_int_equal(recv(m->cli[i], &b, 1, 0), 0);
+        close(m->cli[i]);
+    }
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(m->order[i], i);
+    free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -588,6 +653,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_in_callbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_ops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_many_in_one_callback, setup, teardown),
     };
 
     mio_test_watchdog(280);
