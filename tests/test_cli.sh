@@ -125,6 +125,9 @@ timeout 30 "$drop" $L --self-test 5 > "$tmp/drop.out" 2>&1 || fail "drop --self-
 grep -q "self-test ok: accepted 5" "$tmp/drop.out" || fail "drop --self-test 5 summary"
 for w in 0 2; do
     for p in "$echo_thr" "$drop_thr"; do
+        # Emptied here, not by the child's redirection: that runs after the fork, so bound_addr
+        # could still read the last run's address and signal a server not yet set up.
+        : > "$tmp/thr.out"
         "$p" $L --workers $w > "$tmp/thr.out" 2>&1 &
         tpid=$!; pids="$pids $tpid"
         bound_addr "$tmp/thr.out" > /dev/null || fail "$p --workers $w printed no address"
