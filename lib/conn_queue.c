@@ -1,4 +1,5 @@
-/* Write queue of mio_conn: copied bytes in arena chunks, drained through writev. */
+/* Write queue of mio_conn: copied bytes in arena chunks, drained through writev (see
+ * internal/conn_queue.h). The conn's reactor thread only. */
 #include <errno.h>
 #include <string.h>
 #include "internal/conn_queue.h"

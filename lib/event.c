@@ -1,3 +1,6 @@
+/* mio_events, the buffer one mio_poll_poll fills (owned by the thread that polls with it), its
+ * accessors and formatting, and the exported forms of event.h's inline predicates (pure: any
+ * thread). */
 #include <errno.h>
 #include <stdio.h>
 

@@ -1,3 +1,4 @@
+/* mio_interest set operations and formatting: pure functions, any thread. */
 #include <stdio.h>
 
 #include <mio/interest.h>

@@ -1,4 +1,5 @@
-/* The one allocation path: jemalloc arenas when built with jemalloc, plain malloc otherwise. */
+/* The one allocation path: jemalloc arenas when built with jemalloc, plain malloc otherwise (see
+ * internal/mem.h). Any thread: an arena may be used, created and given back from any thread. */
 #include "config.h"
 
 #include <errno.h>

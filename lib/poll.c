@@ -1,4 +1,5 @@
-/* Poll and Registry over one epoll instance. Edge-triggered always. */
+/* Poll and Registry over one epoll instance. Edge-triggered always. One thread at a time polls a
+ * given poll; registry calls may come from any thread meanwhile (epoll_ctl is thread-safe). */
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -83,7 +84,8 @@ int mio_poll_poll(mio_poll *poll, mio_events *events, int timeout_ms)
     return n;
 }
 
-static int check_args(const mio_registry *reg, int fd, mio_interest interest)
+/* EPOLL_CTL_ADD or _MOD after the argument checks register and reregister share. */
+static int registry_ctl(mio_registry *reg, int op, int fd, mio_token token, mio_interest interest)
 {
     if (reg == NULL)
         return -EINVAL;
@@ -91,23 +93,17 @@ static int check_args(const mio_registry *reg, int fd, mio_interest interest)
         return -EBADF;
     if (interest == 0 || (interest & ~MIO_INTEREST_ALL) != 0)
         return -EINVAL;
-    return 0;
+    return mio__epoll_ctl(reg->epfd, op, fd, epoll_flags(interest), (uint64_t)token);
 }
 
 int mio_registry_register(mio_registry *reg, int fd, mio_token token, mio_interest interest)
 {
-    int rc = check_args(reg, fd, interest);
-    if (rc < 0)
-        return rc;
-    return mio__epoll_ctl(reg->epfd, EPOLL_CTL_ADD, fd, epoll_flags(interest), (uint64_t)token);
+    return registry_ctl(reg, EPOLL_CTL_ADD, fd, token, interest);
 }
 
 int mio_registry_reregister(mio_registry *reg, int fd, mio_token token, mio_interest interest)
 {
-    int rc = check_args(reg, fd, interest);
-    if (rc < 0)
-        return rc;
-    return mio__epoll_ctl(reg->epfd, EPOLL_CTL_MOD, fd, epoll_flags(interest), (uint64_t)token);
+    return registry_ctl(reg, EPOLL_CTL_MOD, fd, token, interest);
 }
 
 int mio_registry_deregister(mio_registry *reg, int fd)

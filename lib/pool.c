@@ -1,6 +1,7 @@
 /* mio_pool: lifecycle (new, listen, start, stop, free), listeners, stats, and the small helpers the
- * acceptor and the workers share. The threads themselves live in pool_acceptor.c and
- * pool_worker.c. */
+ * acceptor and the workers share. The lifecycle runs on the owner thread (the one that created
+ * the pool; never a pool thread), stats on any thread, the shared helpers on the acceptor and
+ * worker threads. The threads themselves live in pool_acceptor.c and pool_worker.c. */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -8,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,6 +19,8 @@
 #include "internal/pool_int.h"
 #include "internal/conn_pool.h"
 #include "internal/reactor_int.h"
+#include "internal/waker_int.h"
+#include "net/net_int.h"
 
 _Static_assert(sizeof(mio_worker_stats) == 256, "mio_worker_stats has a fixed size (pool.h)");
 
@@ -61,6 +63,47 @@ static void pool_free_workers(mio_pool *pool)
     mio__free(0, pool->workers);
 }
 
+/* The CPUs the process may run on (CPU 0 alone when they cannot be read): the default worker
+ * count and the set pinning picks from. */
+static void pool_read_cpus(mio_pool *pool)
+{
+    CPU_ZERO(&pool->cpus);
+    if (sched_getaffinity(0, sizeof(pool->cpus), &pool->cpus) == -1 ||
+        CPU_COUNT(&pool->cpus) == 0) {
+        CPU_ZERO(&pool->cpus);
+        CPU_SET(0, &pool->cpus);
+    }
+}
+
+/* Worker i of a pool being created: its hand-off ring and its reactor. Counted in nworkers once
+ * it holds anything pool_free_workers must release. Returns 0 or -errno. */
+static int pool_worker_init(mio_pool *pool, unsigned i)
+{
+    struct mio__pool_worker *w = &pool->workers[i];
+    unsigned ring_size = pool->opts.ring_size;
+    int err;
+
+    w->pool = pool;
+    w->index = i;
+    w->spare_fd = -1;
+    w->slots = mio__calloc(0, ring_size, sizeof(*w->slots));
+    if (w->slots == NULL)
+        return -ENOMEM;
+    /* The acceptor cycles through every slot: fault the pages in now, a fixed cost of the
+     * pool, rather than one page fault per 100 hand-offs on the first pass. Reuseport mode
+     * never touches the ring. */
+    if (pool->opts.mode == MIO_POOL_ACCEPTOR)
+        memset(w->slots, 0, ring_size * sizeof(*w->slots));
+    ck_ring_init(&w->ring, ring_size);
+    pool->nworkers = i + 1;
+    err = mio_reactor_new(NULL, &w->r);
+    if (err < 0)
+        return err;
+    mio__reactor_set_pool_owned(w->r, true);
+    /* Now, on this thread: the acceptor and mio_pool_stats read the conn count. */
+    return mio__conn_attach(w->r);
+}
+
 int mio_pool_new(const mio_pool_opts *opts, mio_pool **out)
 {
     mio_pool_opts o = {0};
@@ -79,11 +122,7 @@ int mio_pool_new(const mio_pool_opts *opts, mio_pool **out)
     pool = mio__calloc(0, 1, sizeof(*pool));
     if (pool == NULL)
         return -ENOMEM;
-    CPU_ZERO(&pool->cpus);
-    if (sched_getaffinity(0, sizeof(pool->cpus), &pool->cpus) == -1 || CPU_COUNT(&pool->cpus) == 0) {
-        CPU_ZERO(&pool->cpus);
-        CPU_SET(0, &pool->cpus);
-    }
+    pool_read_cpus(pool);
     if (o.workers == 0)
         o.workers = (unsigned)CPU_COUNT(&pool->cpus);
     o.ring_size = round_pow2(o.ring_size == 0 ? POOL_RING_DEFAULT : o.ring_size);
@@ -99,29 +138,7 @@ int mio_pool_new(const mio_pool_opts *opts, mio_pool **out)
     if (pool->workers == NULL)
         goto err_pool;
     for (unsigned i = 0; i < o.workers; i++) {
-        struct mio__pool_worker *w = &pool->workers[i];
-
-        w->pool = pool;
-        w->index = i;
-        w->spare_fd = -1;
-        w->slots = mio__calloc(0, o.ring_size, sizeof(*w->slots));
-        if (w->slots == NULL) {
-            err = -ENOMEM; /* err is 0 here after an earlier worker's mio_reactor_new */
-            goto err_workers;
-        }
-        /* The acceptor cycles through every slot: fault the pages in now, a fixed cost of the
-         * pool, rather than one page fault per 100 hand-offs on the first pass. Reuseport mode
-         * never touches the ring. */
-        if (o.mode == MIO_POOL_ACCEPTOR)
-            memset(w->slots, 0, o.ring_size * sizeof(*w->slots));
-        ck_ring_init(&w->ring, o.ring_size);
-        pool->nworkers = i + 1;
-        err = mio_reactor_new(NULL, &w->r);
-        if (err < 0)
-            goto err_workers;
-        mio__reactor_set_pool_owned(w->r, true);
-        /* Now, on this thread: the acceptor and mio_pool_stats read the conn count. */
-        err = mio__conn_attach(w->r);
+        err = pool_worker_init(pool, i);
         if (err < 0)
             goto err_workers;
     }
@@ -137,36 +154,19 @@ err_pool:
     return err;
 }
 
-/* A listening socket; SO_REUSEPORT in reuseport mode; TCP_NODELAY when asked (Linux passes it on
- * to the accepted sockets). Returns the fd or -errno. */
+/* A listening socket; SO_REUSEADDR for TCP; SO_REUSEPORT in reuseport mode (TCP only); TCP_NODELAY
+ * when asked. Returns the fd or -errno. */
 static int pool_bind(const mio_addr *addr, bool reuseport, int backlog, bool nodelay)
 {
-    int fd, one = 1, err;
-    sa_family_t family = addr->u.sa.sa_family;
+    unsigned flags = MIO__BIND_LISTEN;
 
-    if (reuseport && family == AF_UNIX)
+    if (addr->u.sa.sa_family != AF_UNIX)
+        flags |= MIO__BIND_REUSEADDR | (nodelay ? MIO__BIND_NODELAY : 0u);
+    else if (reuseport)
         return -EINVAL;
-    fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1)
-        return -errno;
-    if (family != AF_UNIX &&
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
-        goto err_errno;
-    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
-        goto err_errno;
-    if (bind(fd, &addr->u.sa, addr->len) == -1)
-        goto err_errno;
-    if (nodelay && family != AF_UNIX && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
-                                                   sizeof(one)) == -1)
-        goto err_errno;
-    if (listen(fd, backlog) == -1)
-        goto err_errno;
-    return fd;
-
-err_errno:
-    err = -errno;
-    (void)close(fd);
-    return err;
+    if (reuseport)
+        flags |= MIO__BIND_REUSEPORT;
+    return mio__socket_bind(addr, SOCK_STREAM, flags, backlog);
 }
 
 int mio_pool_listen(mio_pool *pool, const mio_addr *addr, mio_accept_fn fn, void *arg)
@@ -258,16 +258,6 @@ void mio__pool_pin(mio_pool *pool, unsigned slot)
     }
 }
 
-int mio__pool_accept(int lfd, mio_addr *peer)
-{
-    int fd;
-
-    do
-        fd = mio_tcp_listener_accept(lfd, peer);
-    while (fd == -EINTR);
-    return fd;
-}
-
 int mio__pool_spare_open(void)
 {
     int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -275,15 +265,22 @@ int mio__pool_spare_open(void)
     return fd == -1 ? -errno : fd;
 }
 
-void mio__pool_shed_one(int lfd, int *spare)
+void mio__pool_spare_close(int *spare)
 {
-    int fd;
-
     if (*spare >= 0) {
         (void)close(*spare);
         *spare = -1;
     }
-    fd = mio__pool_accept(lfd, NULL);
+}
+
+/* Spare-fd trick for EMFILE/ENFILE: closes *spare, accepts and closes one connection so the
+ * client sees it closed instead of hanging, reopens the spare. */
+static void pool_shed_one(int lfd, int *spare)
+{
+    int fd;
+
+    mio__pool_spare_close(spare);
+    fd = mio__socket_accept(lfd, NULL);
     if (fd >= 0)
         (void)close(fd);
     fd = mio__pool_spare_open();
@@ -304,7 +301,7 @@ enum mio__accept_next mio__pool_accept_failed(int err, int lfd, int *spare,
     case -EMFILE:
     case -ENFILE:
         mio__count(&st->emfile, 1);
-        mio__pool_shed_one(lfd, spare);
+        pool_shed_one(lfd, spare);
         return MIO__ACCEPT_PAUSE;
     default: /* ENOBUFS, ENOMEM: the system is short; back off the same way */
         mio__count(&st->accept_errors, 1);
@@ -340,10 +337,7 @@ static void pool_shutdown(mio_pool *pool)
         mio__pool_worker_close_ring(w);
     }
     pool_close_listeners(pool);
-    if (pool->spare_fd >= 0) {
-        (void)close(pool->spare_fd);
-        pool->spare_fd = -1;
-    }
+    mio__pool_spare_close(&pool->spare_fd);
 }
 
 static int pool_start_acceptor_resources(mio_pool *pool)
@@ -352,7 +346,7 @@ static int pool_start_acceptor_resources(mio_pool *pool)
 
     if (err < 0)
         return err;
-    err = mio_waker_new(mio_poll_registry(pool->apoll), (mio_token)UINTPTR_MAX, &pool->awaker);
+    err = mio_waker_new(mio_poll_registry(pool->apoll), MIO__WAKER_TOKEN, &pool->awaker);
     if (err < 0)
         return err;
     err = mio__pool_spare_open();

@@ -23,11 +23,10 @@
 #include <config.h>
 #endif
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 #include <mio/event.h>
 #include <mio/net.h>
 #include "internal/mem.h"
@@ -35,8 +34,10 @@
 #include "internal/pool_int.h"
 #include "internal/pr.h"
 #include "internal/reactor_int.h"
+#include "internal/timer_wheel.h"
+#include "internal/waker_int.h"
+#include "net/net_int.h"
 
-#define WAKER_TOKEN ((mio_token)UINTPTR_MAX)
 #define NO_WORKER UINT_MAX
 
 struct acceptor {
@@ -48,14 +49,6 @@ struct acceptor {
     enum mio__acceptor_state state; /* our copy of pool->acceptor_state */
     uint64_t resume_at;             /* PAUSED_EMFILE: its end, monotonic ms */
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static struct mio__pool_counters *acceptor_counters(mio_pool *pool)
 {
@@ -101,6 +94,16 @@ static bool any_ring_has_room(const mio_pool *pool)
     return false;
 }
 
+/* The worker's ring has room for a hand-off; a full ring is counted (ring_full) as a worker the
+ * pick had to pass over. */
+static bool worker_can_take(struct mio__pool_worker *w)
+{
+    if (mio__pool_ring_has_room(w))
+        return true;
+    mio__count(&w->st.ring_full, 1);
+    return false;
+}
+
 static uint64_t worker_load(struct mio__pool_worker *w)
 {
     return mio__pool_ring_len(w) + mio__conn_count(w->r);
@@ -121,10 +124,8 @@ static unsigned acceptor_pick_awake(struct acceptor *a)
         struct mio__pool_worker *w = &pool->workers[i];
         uint64_t load;
 
-        if (!mio__pool_ring_has_room(w)) {
-            mio__count(&w->st.ring_full, 1);
+        if (!worker_can_take(w))
             continue;
-        }
         load = worker_load(w);
         if (load < min_load)
             min_load = load;
@@ -160,10 +161,8 @@ static unsigned acceptor_pick(struct acceptor *a)
         struct mio__pool_worker *w = &pool->workers[i];
         uint64_t load;
 
-        if (!mio__pool_ring_has_room(w)) {
-            mio__count(&w->st.ring_full, 1);
+        if (!worker_can_take(w))
             continue;
-        }
         if (pool->opts.balance == MIO_BALANCE_ROUND_ROBIN) {
             best = i;
             break;
@@ -180,7 +179,7 @@ static unsigned acceptor_pick(struct acceptor *a)
 /* A connection went to worker wi: round robin and awake-first move past it; least loaded
  * rotates where ties start. Only a hand-off advances the rotation: a pick whose accept found
  * nothing (the -EAGAIN that ends every burst) must not, or bursts of one connection would all
- * land on the same worker (that was the 49/31 split of 80 connections over 2 workers). */
+ * land on the same worker. */
 static void acceptor_advance(struct acceptor *a, unsigned wi)
 {
     mio_pool *pool = a->pool;
@@ -231,6 +230,7 @@ static void acceptor_burst(struct acceptor *a, unsigned l)
 
     for (unsigned k = 0; k < pool->opts.accept_batch; k++) {
         unsigned wi = acceptor_pick(a);
+        bool pushed;
         int fd;
 
         if (wi == NO_WORKER) {
@@ -238,7 +238,7 @@ static void acceptor_burst(struct acceptor *a, unsigned l)
                 return;
             continue;
         }
-        fd = mio__pool_accept(lfd, &peer);
+        fd = mio__socket_accept(lfd, &peer);
         mio__count(&st->accept_calls, 1);
         if (fd >= 0) {
             struct mio__pool_worker *w = &pool->workers[wi];
@@ -250,12 +250,11 @@ static void acceptor_burst(struct acceptor *a, unsigned l)
                 memcpy(&h.peer, &peer.u, peer.len);
                 h.peer_len = peer.len;
             }
-            /* We are the only producer and saw room: the push cannot fail. */
-            if (!mio__pool_ring_push(w, &h)) {
-                (void)close(fd);
-                mio__count(&st->accept_errors, 1);
-                continue;
-            }
+            /* acceptor_pick saw room and we are the ring's only producer (the consumer only
+             * makes room), so the push cannot fail. */
+            pushed = mio__pool_ring_push(w, &h);
+            assert(pushed);
+            (void)pushed;
             mio__count(&w->st.handed_off, 1);
             acceptor_advance(a, wi);
             a->touched[wi] = true;
@@ -270,7 +269,7 @@ static void acceptor_burst(struct acceptor *a, unsigned l)
         case MIO__ACCEPT_PAUSE:
             break;
         }
-        a->resume_at = now_ms() + MIO__POOL_ACCEPT_PAUSE_MS;
+        a->resume_at = mio__clock_ms(0) + MIO__POOL_ACCEPT_PAUSE_MS;
         acceptor_set_state(a, MIO__ACC_PAUSED_EMFILE);
         return;
     }
@@ -302,7 +301,7 @@ static int acceptor_timeout(const struct acceptor *a)
 
     switch (a->state) {
     case MIO__ACC_PAUSED_EMFILE:
-        now = now_ms();
+        now = mio__clock_ms(0);
         return a->resume_at > now ? (int)(a->resume_at - now) : 0;
     case MIO__ACC_RUNNING:
         for (unsigned l = 0; l < a->pool->nlisteners; l++)
@@ -331,10 +330,10 @@ static void acceptor_loop(struct acceptor *a, mio_events *events)
         {
             mio_token t = mio_event_token(ev);
 
-            if (t != WAKER_TOKEN && t < pool->nlisteners)
+            if (t != MIO__WAKER_TOKEN && t < pool->nlisteners)
                 a->ready[t] = true;
         }
-        if (a->state == MIO__ACC_PAUSED_EMFILE && now_ms() >= a->resume_at)
+        if (a->state == MIO__ACC_PAUSED_EMFILE && mio__clock_ms(0) >= a->resume_at)
             acceptor_set_state(a, MIO__ACC_RUNNING);
         else if (a->state == MIO__ACC_PAUSED_FULL)
             acceptor_check_full(a);

@@ -1,7 +1,8 @@
 /* Pool worker: a thread running one reactor. In acceptor mode it drains its hand-off ring (the
  * reactor's cross-thread source) and calls the user's accept function; in reuseport mode it owns
  * one SO_REUSEPORT listener per mio_pool_listen and accepts itself. On stop it closes its
- * listeners, closes fds still in its ring, flushes and closes its conns, and leaves its loop. */
+ * listeners, closes fds still in its ring, flushes and closes its conns, and leaves its loop.
+ * Worker thread, except the ring helpers, whose comments name their thread. */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -16,6 +17,7 @@
 #include "internal/pool_int.h"
 #include "internal/pr.h"
 #include "internal/reactor_int.h"
+#include "net/net_int.h"
 
 #define STOP_TICK_MS 2
 
@@ -54,6 +56,8 @@ bool mio__pool_ring_has_room(struct mio__pool_worker *w)
     return mio__pool_ring_len(w) + 1 < ck_ring_capacity(&w->ring);
 }
 
+/* The ring's consumer (the worker at stop, or the owner once the worker is joined): closes every
+ * fd still queued; no accept callback runs for them. */
 void mio__pool_worker_close_ring(struct mio__pool_worker *w)
 {
     struct mio__handoff h;
@@ -162,7 +166,7 @@ static void worker_accept_burst(struct mio__pool_worker *w, unsigned l)
 
         if (w->stopping || w->accept_paused || lfd < 0)
             return;
-        fd = mio__pool_accept(lfd, &peer);
+        fd = mio__socket_accept(lfd, &peer);
         mio__count(&w->st.accept_calls, 1);
         if (fd >= 0) {
             mio__count(&w->st.accepted, 1);
@@ -212,7 +216,6 @@ static void worker_stop_task(mio_reactor *r, void *arg)
 {
     struct mio__pool_worker *w = arg;
     mio_pool *pool = w->pool;
-    struct mio__handoff h;
 
     w->stopping = true;
     if (pool->opts.mode == MIO_POOL_REUSEPORT) {
@@ -228,12 +231,8 @@ static void worker_stop_task(mio_reactor *r, void *arg)
             }
         }
     }
-    if (w->spare_fd >= 0) {
-        (void)close(w->spare_fd);
-        w->spare_fd = -1;
-    }
-    while (mio__pool_ring_pop(w, &h))
-        (void)close(h.fd);
+    mio__pool_spare_close(&w->spare_fd);
+    mio__pool_worker_close_ring(w);
     mio__reactor_update_now(r);
     w->deadline = mio_reactor_now_ms(r) + (uint64_t)pool->drain_ms;
     if (mio__conn_close_all(r, w->deadline) == 0 ||

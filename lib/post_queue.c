@@ -1,4 +1,5 @@
-/* The reactor's cross-thread task queue (see internal/post_queue.h). */
+/* The reactor's cross-thread task queue (see internal/post_queue.h): any thread pushes, the
+ * reactor's thread pops. */
 #include <errno.h>
 #include <sched.h>
 
@@ -14,12 +15,6 @@ struct mio__ring_task {
 _Static_assert(sizeof(uintptr_t) <= sizeof(uint64_t), "function pointers fit in 64 bits");
 
 CK_RING_PROTOTYPE(mio__ring_task, mio__ring_task)
-
-/* ThreadSanitizer cannot see ck's ordering (volatile accesses and standalone fences), so it would
- * not know that whatever a producer wrote before posting is visible to the task. The annotations
- * state exactly the order the ring provides: a push releases, the pop that returns it acquires. */
-#define TSAN_RELEASE(p) MIO_TSAN_RELEASE(p)
-#define TSAN_ACQUIRE(p) MIO_TSAN_ACQUIRE(p)
 
 int mio__post_queue_init(struct mio__post_queue *q, mio__arena arena, unsigned capacity)
 {
@@ -47,7 +42,11 @@ int mio__post_queue_push(struct mio__post_queue *q, mio_task_fn fn, void *arg)
     struct mio__ring_task *slot;
     unsigned ticket, spins = 0;
 
-    TSAN_RELEASE(q);
+    /* ThreadSanitizer cannot see ck's ordering (volatile accesses and standalone fences), so it
+     * would not know that whatever a producer wrote before posting is visible to the task. The
+     * annotations state exactly the order the ring provides: a push releases, the pop that
+     * returns it acquires. */
+    MIO_TSAN_RELEASE(q);
     slot = ck_ring_enqueue_reserve_mpsc_mio__ring_task(&q->ring, q->buf, &ticket);
     if (slot == NULL)
         return -EAGAIN;
@@ -56,9 +55,9 @@ int mio__post_queue_push(struct mio__post_queue *q, mio_task_fn fn, void *arg)
     ck_pr_store_ptr(&slot->arg, arg);
     /* ck commits reservations in ticket order and spins without yielding while an earlier
      * producer has not committed yet. With more producers than CPUs, that earlier producer may
-     * be preempted and the spinners then burn whole time slices (a convoy that slowed a
-     * 4-producer test on 2 CPUs to ~100 tasks/s). So wait for our turn here, yielding after a
-     * short spin; ck's commit below then finds it is our turn and publishes. */
+     * be preempted, and every producer queued behind it would then spin away whole time slices.
+     * So wait for our turn here, yielding after a short spin; ck's commit below then finds it is
+     * our turn and publishes. */
     /* ck has no non-spinning "is it my turn" test: read p_tail, the field its commit spins on. */
     while (ck_pr_load_uint(&q->ring.p_tail) != ticket) {
         if (++spins < 128)
@@ -76,7 +75,7 @@ bool mio__post_queue_pop(struct mio__post_queue *q, struct mio__task *out)
 
     if (!ck_ring_dequeue_mpsc_mio__ring_task(&q->ring, q->buf, &e))
         return false;
-    TSAN_ACQUIRE(q);
+    MIO_TSAN_ACQUIRE(q); /* pairs with the push's release */
     out->fn = (mio_task_fn)(uintptr_t)e.fn;
     out->arg = e.arg;
     return true;
@@ -85,9 +84,4 @@ bool mio__post_queue_pop(struct mio__post_queue *q, struct mio__task *out)
 unsigned mio__post_queue_len(const struct mio__post_queue *q)
 {
     return ck_ring_size(&q->ring);
-}
-
-unsigned mio__post_queue_capacity(const struct mio__post_queue *q)
-{
-    return ck_ring_capacity(&q->ring) - 1;
 }

@@ -1,4 +1,4 @@
-/* The reactor's handler slab (see internal/slab.h). */
+/* The reactor's handler slab (see internal/slab.h). The reactor's thread only. */
 #include <errno.h>
 #include <string.h>
 
@@ -13,15 +13,14 @@ void mio__slab_init(struct mio__slab *s, mio__arena arena)
 
 void mio__slab_destroy(struct mio__slab *s)
 {
-    for (uint32_t i = 0; i < s->npages; i++) {
+    for (uint32_t i = 0; i < s->pages.n; i++) {
+        struct mio__slot *page = s->pages.v[i];
+
         for (uint32_t j = 0; j < MIO__SLAB_PAGE_SLOTS; j++)
-            if (s->pages[i][j].fn == MIO__SLAB_FN_BOXED)
-                mio__free(s->arena, s->pages[i][j].arg);
-        mio__free(s->arena, s->pages[i]);
+            if (page[j].fn == MIO__SLAB_FN_BOXED)
+                mio__free(s->arena, page[j].arg);
     }
-    mio__free(s->arena, s->pages);
-    s->pages = NULL;
-    s->npages = s->page_cap = 0;
+    mio__pages_free(&s->pages, s->arena);
     s->free_head = MIO__SLAB_NONE;
     s->used = 0;
 }
@@ -32,27 +31,18 @@ static int slab_grow(struct mio__slab *s)
     struct mio__slot *page;
     uint32_t base;
 
-    if ((s->npages + 1) * MIO__SLAB_PAGE_SLOTS > MIO__SLAB_MAX_SLOTS)
+    if ((s->pages.n + 1) * MIO__SLAB_PAGE_SLOTS > MIO__SLAB_MAX_SLOTS)
         return -ENOMEM;
-    if (s->npages == s->page_cap) {
-        uint32_t cap = s->page_cap ? s->page_cap * 2 : 4;
-        struct mio__slot **pages = mio__realloc(s->arena, s->pages, cap * sizeof *pages);
-        if (pages == NULL)
-            return -ENOMEM;
-        s->pages = pages;
-        s->page_cap = cap;
-    }
-    page = mio__alloc(s->arena, MIO__SLAB_PAGE_SLOTS * sizeof *page);
+    base = s->pages.n * MIO__SLAB_PAGE_SLOTS;
+    page = mio__pages_add(&s->pages, s->arena, MIO__SLAB_PAGE_SLOTS * sizeof *page);
     if (page == NULL)
         return -ENOMEM;
-    base = s->npages * MIO__SLAB_PAGE_SLOTS;
     for (uint32_t i = 0; i < MIO__SLAB_PAGE_SLOTS; i++) {
         page[i].fn = MIO__SLAB_FN_FREE;
         page[i].fd = -1;
         page[i].gen = 1;
         page[i].next_free = i + 1 < MIO__SLAB_PAGE_SLOTS ? base + i + 1 : s->free_head;
     }
-    s->pages[s->npages++] = page;
     s->free_head = base;
     return 0;
 }

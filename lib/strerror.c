@@ -1,3 +1,4 @@
+/* mio_strerror: any thread (the text of an unknown errno lives in a per-thread buffer). */
 #include <limits.h>
 #include <string.h>
 

@@ -1,4 +1,5 @@
-/* Hierarchical timing wheel (see internal/timer_wheel.h for the contract). */
+/* Hierarchical timing wheel (see internal/timer_wheel.h for the contract). The owning reactor's
+ * thread only. */
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
@@ -68,11 +69,6 @@ static inline uint64_t rotr64(uint64_t x, unsigned k)
     return k == 0 ? x : (x >> k) | (x << (64u - k));
 }
 
-static inline uint64_t sat_add(uint64_t a, uint64_t b)
-{
-    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
 static inline bool timer_before(const struct mio__timer *a, const struct mio__timer *b)
 {
     if (a->deadline != b->deadline)
@@ -94,11 +90,7 @@ void mio__wheel_init(struct mio__wheel *w, mio__arena arena, uint64_t now)
 
 void mio__wheel_destroy(struct mio__wheel *w)
 {
-    for (uint32_t i = 0; i < w->npages; i++)
-        mio__free(w->arena, w->pages[i]);
-    mio__free(w->arena, w->pages);
-    w->pages = NULL;
-    w->npages = w->page_cap = 0;
+    mio__pages_free(&w->pages, w->arena);
     w->free_list = NULL;
     w->count = 0;
 }
@@ -110,20 +102,12 @@ static int pool_grow(struct mio__wheel *w)
     struct mio__timer *page;
     uint32_t base;
 
-    if (w->npages >= MAX_PAGES)
+    if (w->pages.n >= MAX_PAGES)
         return -ENOMEM;
-    if (w->npages == w->page_cap) {
-        uint32_t cap = w->page_cap ? w->page_cap * 2 : 4;
-        struct mio__timer **pages = mio__realloc(w->arena, w->pages, cap * sizeof *pages);
-        if (pages == NULL)
-            return -ENOMEM;
-        w->pages = pages;
-        w->page_cap = cap;
-    }
-    page = mio__alloc(w->arena, PAGE_NODES * sizeof *page);
+    base = w->pages.n * PAGE_NODES;
+    page = mio__pages_add(&w->pages, w->arena, PAGE_NODES * sizeof *page);
     if (page == NULL)
         return -ENOMEM;
-    base = w->npages * PAGE_NODES;
     /* Thread the page so that its lowest index is handed out first. */
     for (uint32_t i = PAGE_NODES; i-- > 0;) {
         struct mio__timer *t = &page[i];
@@ -135,7 +119,6 @@ static int pool_grow(struct mio__wheel *w)
         t->link.next = w->free_list ? &w->free_list->link : NULL;
         w->free_list = t;
     }
-    w->pages[w->npages++] = page;
     return 0;
 }
 
@@ -170,9 +153,9 @@ static struct mio__timer *node_at(const struct mio__wheel *w, uint64_t id)
     uint32_t idx = (uint32_t)id, gen = (uint32_t)(id >> 32);
     struct mio__timer *t;
 
-    if (idx / PAGE_NODES >= w->npages)
+    if (idx / PAGE_NODES >= w->pages.n)
         return NULL;
-    t = &w->pages[idx / PAGE_NODES][idx % PAGE_NODES];
+    t = (struct mio__timer *)w->pages.v[idx / PAGE_NODES] + idx % PAGE_NODES;
     if (t->gen != gen || t->state == MIO__TIMER_FREE)
         return NULL;
     return t;
@@ -256,16 +239,36 @@ int mio__wheel_cancel(struct mio__wheel *w, uint64_t id)
 
 /* ---- advancing and firing ---- */
 
+/* The list is in (deadline, start order) order already. */
+static bool list_sorted(struct mio__tlink *head)
+{
+    for (struct mio__tlink *l = head->next; l != head && l->next != head; l = l->next)
+        if (timer_before(timer_of(l->next), timer_of(l)))
+            return false;
+    return true;
+}
+
+/* Makes the NULL-terminated chain `list` (linked by next only) the list under head again. */
+static void list_relink(struct mio__tlink *head, struct mio__tlink *list)
+{
+    struct mio__tlink *prev = head;
+
+    for (struct mio__tlink *l = list; l != NULL; l = l->next) {
+        l->prev = prev;
+        prev->next = l;
+        prev = l;
+    }
+    prev->next = head;
+    head->prev = prev;
+}
+
 /* Sorts a list by (deadline, start order); stable, O(n) when already sorted (the usual case). */
 static void sort_list(struct mio__tlink *head)
 {
-    struct mio__tlink *list, *prev, *l;
+    struct mio__tlink *list;
     size_t k = 1;
 
-    for (l = head->next; l != head && l->next != head; l = l->next)
-        if (timer_before(timer_of(l->next), timer_of(l)))
-            break;
-    if (l == head || l->next == head)
+    if (list_sorted(head))
         return;
     /* Bottom-up merge sort on the singly linked chain. */
     list = head->next;
@@ -310,14 +313,7 @@ static void sort_list(struct mio__tlink *head)
             break;
         k *= 2;
     }
-    prev = head;
-    for (l = list; l != NULL; l = l->next) {
-        l->prev = prev;
-        prev->next = l;
-        prev = l;
-    }
-    prev->next = head;
-    head->prev = prev;
+    list_relink(head, list);
 }
 
 void mio__wheel_advance(struct mio__wheel *w, uint64_t now)
@@ -381,7 +377,7 @@ void mio__wheel_fired(struct mio__wheel *w, struct mio__timer *t)
     }
     /* As libuv does: the next period starts when this one fired, so two runs of a repeating
      * timer are never closer than `repeat` (at the price of drift when the reactor is late). */
-    t->deadline = sat_add(w->now, t->repeat);
+    t->deadline = mio__sat_add(w->now, t->repeat);
     t->seq = w->seq++;
     t->state = MIO__TIMER_PENDING;
     file_timer(w, t);

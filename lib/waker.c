@@ -1,6 +1,7 @@
 /* Waker: an eventfd registered READABLE (edge-triggered). Each write makes the fd readable anew,
  * so every wake after a poll yields a new event without the owner ever reading the counter; the
- * counter is drained only when it would overflow. */
+ * counter is drained only when it would overflow, by mio_waker_wake itself. mio_waker_wake: any
+ * thread; new and free: the owner's thread. */
 #include <errno.h>
 #include <unistd.h>
 
@@ -8,7 +9,6 @@
 
 #include "internal/mem.h"
 #include "internal/sys.h"
-#include "internal/waker_int.h"
 
 struct mio_waker {
     int fd;
@@ -63,10 +63,4 @@ void mio_waker_free(mio_waker *waker)
         return;
     close(waker->fd);
     mio__free(0, waker);
-}
-
-/* Internal: the eventfd, for owners that want to drain it themselves (the reactor). */
-int mio__waker_fd(const mio_waker *waker)
-{
-    return waker->fd;
 }

@@ -33,6 +33,30 @@ static inline int mio_test_fd_is_nb_cloexec(int fd)
     return fl != -1 && fdf != -1 && (fl & O_NONBLOCK) && (fdf & FD_CLOEXEC);
 }
 
+/* The fd registered in epoll instance epfd with event data `data` (the token), or -1: read from
+ * /proc/self/fdinfo, so a test can reach an fd the library keeps private (a waker's eventfd). */
+static inline int mio_test_epoll_fd_for(int epfd, unsigned long long data)
+{
+    char path[64], line[256];
+    int fd = -1;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", epfd);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    while (fd < 0 && fgets(line, sizeof line, f) != NULL) {
+        int tfd;
+        unsigned events;
+        unsigned long long d;
+
+        if (sscanf(line, "tfd: %d events: %x data: %llx", &tfd, &events, &d) == 3 && d == data)
+            fd = tfd;
+    }
+    fclose(f);
+    return fd;
+}
+
 /* Monotonic milliseconds. */
 static inline unsigned long long mio_test_now_ms(void)
 {

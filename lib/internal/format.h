@@ -1,5 +1,6 @@
-/* A tiny snprintf-style accumulator for the *_format functions: appends pieces, truncates safely,
- * and reports the length the whole text needs. */
+/* A tiny snprintf-style accumulator for the *_format functions (mio_interest_format,
+ * mio_event_format, mio_addr_format): appends pieces, truncates safely, and reports the length the
+ * whole text needs. Caller's buffer and thread. */
 #ifndef MIO_INTERNAL_FORMAT_H
 #define MIO_INTERNAL_FORMAT_H
 
@@ -16,14 +17,24 @@ struct mio__fmt {
 
 #define MIO__FMT_INIT(b, l) {(b), (b) == NULL ? 0 : (l), 0, 0}
 
-static inline void mio__fmt_add(struct mio__fmt *f, const char *s)
+/* Appends the n bytes at s (as much as fits before the NUL's place). */
+static inline void mio__fmt_addn(struct mio__fmt *f, const char *s, size_t n)
 {
-    size_t n = strlen(s);
     if (f->len > 0 && f->need < f->len - 1) {
         size_t room = f->len - 1 - f->need;
         memcpy(f->buf + f->need, s, n < room ? n : room);
     }
     f->need += n;
+}
+
+static inline void mio__fmt_add(struct mio__fmt *f, const char *s)
+{
+    mio__fmt_addn(f, s, strlen(s));
+}
+
+static inline void mio__fmt_putc(struct mio__fmt *f, char c)
+{
+    mio__fmt_addn(f, &c, 1);
 }
 
 static inline void mio__fmt_flag(struct mio__fmt *f, const char *name)

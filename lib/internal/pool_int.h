@@ -17,9 +17,8 @@
 #include "pr.h"
 
 /* One accepted connection travelling from the acceptor to a worker, by value. 40 bytes, not the
- * 144 of a whole mio_addr: the ring's pages are touched as it wraps, so at the former default of
- * 4096 slots per worker the entry size showed up as ~110 bytes of RSS per idle connection (10,000
- * over 2 workers); the default is now 1024 slots (40 KiB per worker).
+ * 144 of a whole mio_addr: the acceptor touches every slot of the ring as it wraps, so each worker
+ * keeps ring_size entries resident (40 KiB at the default of 1024 slots), whatever its load.
  * IPv4/IPv6 and unnamed Unix peers travel inline; a longer (bound Unix) peer has peer_len 0 and
  * the worker asks getpeername. */
 struct mio__handoff {
@@ -120,6 +119,8 @@ bool mio__pool_ring_has_room(struct mio__pool_worker *w);
 /* worker side (pool_worker.c) */
 void *mio__pool_worker_main(void *arg);
 int mio__pool_worker_post_stop(struct mio__pool_worker *w);
+/* The ring's consumer only (the worker, or the owner once the worker is joined): closes every fd
+ * still queued. */
 void mio__pool_worker_close_ring(struct mio__pool_worker *w);
 
 /* acceptor (pool_acceptor.c) */
@@ -130,18 +131,16 @@ void *mio__pool_acceptor_main(void *arg);
 void mio__pool_thread_enter(const mio_pool *pool);
 void mio__pool_thread_running(mio_pool *pool, int err);
 void mio__pool_pin(mio_pool *pool, unsigned slot);
-/* Accepts one connection on lfd: fd >= 0, -EAGAIN, or another -errno (EMFILE handled by the
- * caller with the spare fd). EINTR is retried here. */
-int mio__pool_accept(int lfd, mio_addr *peer);
-/* Spare-fd trick for EMFILE/ENFILE: closes *spare, accepts and closes one connection so the
- * client sees it closed instead of hanging, reopens the spare. */
-void mio__pool_shed_one(int lfd, int *spare);
+/* The spare fd for EMFILE/ENFILE (see mio__pool_accept_failed): /dev/null. The fd or -errno. */
 int mio__pool_spare_open(void);
+/* Closes *spare unless it is -1, and sets it to -1. */
+void mio__pool_spare_close(int *spare);
 
 /* How long accepting pauses after EMFILE/ENFILE/ENOBUFS/ENOMEM: the loop never spins. */
 #define MIO__POOL_ACCEPT_PAUSE_MS 100
 
-/* What an accepting thread does after mio__pool_accept failed with err. */
+/* What an accepting thread does after mio__socket_accept (net/net_int.h, which retries EINTR)
+ * failed with err. */
 enum mio__accept_next {
     MIO__ACCEPT_DRAINED, /* -EAGAIN: the backlog is empty */
     MIO__ACCEPT_SKIP,    /* ECONNABORTED/EPROTO/EPERM: counted; accept the next one */

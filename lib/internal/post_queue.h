@@ -31,7 +31,5 @@ int mio__post_queue_push(struct mio__post_queue *q, mio_task_fn fn, void *arg);
 bool mio__post_queue_pop(struct mio__post_queue *q, struct mio__task *out);
 /* Any thread (a snapshot): tasks queued. */
 unsigned mio__post_queue_len(const struct mio__post_queue *q);
-/* Tasks the queue can hold. */
-unsigned mio__post_queue_capacity(const struct mio__post_queue *q);
 
 #endif

@@ -21,8 +21,8 @@
 
 #define MIO__SLAB_PAGE_SHIFT 8u
 #define MIO__SLAB_PAGE_SLOTS (1u << MIO__SLAB_PAGE_SHIFT)
-/* Index limit: keeps every token below 0xffffffff in its low half, so the reactor may use
- * UINT64_MAX as a private token (its waker). */
+/* Index limit: keeps every token below 0xffffffff in its low half, so no slab token equals
+ * MIO__WAKER_TOKEN (internal/waker_int.h), the reactor's private token for its waker. */
 #define MIO__SLAB_MAX_SLOTS (1u << 30)
 #define MIO__SLAB_NONE UINT32_MAX
 #define MIO__SLAB_GEN_MASK 0xffffffu
@@ -48,8 +48,8 @@ struct mio__slab_box {
 };
 
 struct mio__slab {
-    struct mio__slot **pages;
-    uint32_t npages, page_cap;
+    /* pages of MIO__SLAB_PAGE_SLOTS slots each */
+    struct mio__pages pages;
     uint32_t free_head; /* LIFO: the slot released last is reused first */
     uint32_t used;
     mio__arena arena;
@@ -72,7 +72,9 @@ void mio__slab_release(struct mio__slab *s, uint32_t idx);
 
 static inline struct mio__slot *mio__slab_at(const struct mio__slab *s, uint32_t idx)
 {
-    return &s->pages[idx >> MIO__SLAB_PAGE_SHIFT][idx & (MIO__SLAB_PAGE_SLOTS - 1)];
+    struct mio__slot *page = s->pages.v[idx >> MIO__SLAB_PAGE_SHIFT];
+
+    return &page[idx & (MIO__SLAB_PAGE_SLOTS - 1)];
 }
 
 static inline uint64_t mio__slab_token(const struct mio__slab *s, uint32_t idx)
@@ -86,7 +88,7 @@ static inline struct mio__slot *mio__slab_lookup(const struct mio__slab *s, uint
     uint32_t idx = (uint32_t)token, gen = (uint32_t)(token >> 32);
     struct mio__slot *slot;
 
-    if (idx >= s->npages * MIO__SLAB_PAGE_SLOTS)
+    if (idx >= s->pages.n * MIO__SLAB_PAGE_SLOTS)
         return NULL;
     slot = mio__slab_at(s, idx);
     if (slot->gen != gen || slot->fn == MIO__SLAB_FN_FREE)

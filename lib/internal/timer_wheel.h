@@ -17,12 +17,32 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include "mem.h"
 
 #define MIO__WHEEL_BITS 6u
 #define MIO__WHEEL_SLOTS (1u << MIO__WHEEL_BITS)
 #define MIO__WHEEL_LEVELS 6u
 #define MIO__WHEEL_PAGE_SHIFT 12u /* 4096 nodes per pool page */
+
+/* The monotonic clock in milliseconds: the time base of the reactors' wheels, also used for the
+ * acceptor's pauses. Any thread. Returns `fallback` should clock_gettime fail (it cannot for
+ * CLOCK_MONOTONIC): time then stands still rather than jumps. */
+static inline uint64_t mio__clock_ms(uint64_t fallback)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
+        return fallback;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* a + b saturated at UINT64_MAX: a deadline past the end of time is "never", not a wrap-around
+ * into the past. */
+static inline uint64_t mio__sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
 
 /* Circular doubly linked list link; a list head is a bare link (head.next == &head: empty). */
 struct mio__tlink {
@@ -58,8 +78,8 @@ struct mio__wheel {
     uint64_t now; /* every timer with deadline <= now is in `due` or `firing` */
     uint32_t seq;
     uint64_t count; /* timers started and not yet freed (pending or firing) */
-    struct mio__timer **pages;
-    uint32_t npages, page_cap;
+    /* pages of 2^MIO__WHEEL_PAGE_SHIFT nodes each */
+    struct mio__pages pages;
     struct mio__timer *free_list;
     mio__arena arena;
 };

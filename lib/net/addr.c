@@ -4,7 +4,7 @@
  * no whitespace, no DNS. It parses into a local and copies to *out only on success, so a caller's
  * struct is never half-written. Abstract unix names may hold any byte, so the formatter escapes
  * control bytes, DEL and backslash as \xHH and the parser decodes them: parse -> format -> parse is
- * the identity for every address either side produces. */
+ * the identity for every address either side produces. Any thread: no state. */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "internal/format.h"
 #include "net/net_int.h"
 
 #define SUN_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
@@ -68,19 +69,24 @@ static int parse_port(const char *s, in_port_t *out)
     return 0;
 }
 
+/* Copies the n bytes at s into dst as a string. -EINVAL when n is 0 or the string does not fit
+ * in cap bytes. */
+static int copy_part(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n == 0 || n >= cap)
+        return -EINVAL;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return 0;
+}
+
 static int parse_v4(const char *text, mio_addr *a)
 {
     const char *colon = strchr(text, ':');
     char host[INET_ADDRSTRLEN];
-    size_t hl;
 
-    if (colon == NULL)
+    if (colon == NULL || copy_part(host, sizeof host, text, (size_t)(colon - text)) < 0)
         return -EINVAL;
-    hl = (size_t)(colon - text);
-    if (hl == 0 || hl >= sizeof host)
-        return -EINVAL;
-    memcpy(host, text, hl);
-    host[hl] = '\0';
     a->u.in.sin_family = AF_INET;
     if (inet_pton(AF_INET, host, &a->u.in.sin_addr) != 1)
         return -EINVAL;
@@ -98,7 +104,7 @@ static int parse_scope(const char *s, size_t n, const struct in6_addr *ip, uint3
     unsigned long long v = 0;
     bool numeric = true;
 
-    if (n == 0 || n >= sizeof name)
+    if (copy_part(name, sizeof name, s, n) < 0)
         return -EINVAL;
     if (!IN6_IS_ADDR_LINKLOCAL(ip) && !IN6_IS_ADDR_MULTICAST(ip))
         return -EINVAL;
@@ -115,8 +121,6 @@ static int parse_scope(const char *s, size_t n, const struct in6_addr *ip, uint3
         *out = (uint32_t)v;
         return 0;
     }
-    memcpy(name, s, n);
-    name[n] = '\0';
     if (strchr(name, '/') != NULL)
         return -EINVAL;
     *out = if_nametoindex(name);
@@ -126,18 +130,15 @@ static int parse_scope(const char *s, size_t n, const struct in6_addr *ip, uint3
 static int parse_v6(const char *text, mio_addr *a)
 {
     const char *close = strchr(text, ']');
-    const char *pct;
+    const char *pct, *host_end;
     char host[INET6_ADDRSTRLEN];
-    size_t hl;
 
     if (text[0] != '[' || close == NULL || close[1] != ':')
         return -EINVAL;
     pct = memchr(text + 1, '%', (size_t)(close - text - 1));
-    hl = (size_t)((pct != NULL ? pct : close) - (text + 1));
-    if (hl == 0 || hl >= sizeof host)
+    host_end = pct != NULL ? pct : close;
+    if (copy_part(host, sizeof host, text + 1, (size_t)(host_end - (text + 1))) < 0)
         return -EINVAL;
-    memcpy(host, text + 1, hl);
-    host[hl] = '\0';
     a->u.in6.sin6_family = AF_INET6;
     if (inet_pton(AF_INET6, host, &a->u.in6.sin6_addr) != 1)
         return -EINVAL;
@@ -221,69 +222,42 @@ int mio_addr_parse(const char *text, mio_addr *out)
     return 0;
 }
 
-/* Appends to a snprintf-style buffer, tracking the full length wanted. */
-struct sbuf {
-    char *buf;
-    size_t len;
-    size_t pos;
-};
-
-static void sb_putc(struct sbuf *b, char c)
-{
-    if (b->pos + 1 < b->len)
-        b->buf[b->pos] = c;
-    b->pos++;
-}
-
-static void sb_puts(struct sbuf *b, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        sb_putc(b, s[i]);
-}
-
-static int sb_finish(struct sbuf *b)
-{
-    if (b->len > 0)
-        b->buf[b->pos < b->len ? b->pos : b->len - 1] = '\0';
-    return (int)b->pos;
-}
-
-static void format_port(struct sbuf *b, in_port_t port)
+static void format_port(struct mio__fmt *b, in_port_t port)
 {
     char p[8];
     int n = snprintf(p, sizeof p, ":%u", (unsigned)ntohs(port));
-    sb_puts(b, p, (size_t)n);
+    mio__fmt_addn(b, p, (size_t)n);
 }
 
-static void format_unix(struct sbuf *b, const mio_addr *a)
+static void format_unix(struct mio__fmt *b, const mio_addr *a)
 {
     static const char hex[] = "0123456789abcdef";
     const struct sockaddr_un *un = &a->u.un;
     size_t n = a->len > SUN_OFF ? a->len - SUN_OFF : 0;
 
-    sb_puts(b, "unix:", 5);
+    mio__fmt_add(b, "unix:");
     if (n == 0)
         return;
     if (un->sun_path[0] != '\0') { /* pathname; the kernel may omit the NUL at full length */
-        sb_puts(b, un->sun_path, strnlen(un->sun_path, n));
+        mio__fmt_addn(b, un->sun_path, strnlen(un->sun_path, n));
         return;
     }
-    sb_putc(b, '@');
+    mio__fmt_putc(b, '@');
     for (size_t i = 1; i < n; i++) {
         unsigned char c = (unsigned char)un->sun_path[i];
         if (c < 0x20 || c == 0x7f || c == '\\') {
-            sb_puts(b, "\\x", 2);
-            sb_putc(b, hex[c >> 4]);
-            sb_putc(b, hex[c & 15]);
+            mio__fmt_add(b, "\\x");
+            mio__fmt_putc(b, hex[c >> 4]);
+            mio__fmt_putc(b, hex[c & 15]);
         } else {
-            sb_putc(b, (char)c);
+            mio__fmt_putc(b, (char)c);
         }
     }
 }
 
 int mio_addr_format(const mio_addr *addr, char *buf, size_t len)
 {
-    struct sbuf b = {buf, buf != NULL ? len : 0, 0};
+    struct mio__fmt b = MIO__FMT_INIT(buf, len);
     char host[INET6_ADDRSTRLEN];
 
     if (!mio__addr_valid(addr))
@@ -292,14 +266,14 @@ int mio_addr_format(const mio_addr *addr, char *buf, size_t len)
     case AF_INET:
         if (inet_ntop(AF_INET, &addr->u.in.sin_addr, host, sizeof host) == NULL)
             return -EINVAL;
-        sb_puts(&b, host, strlen(host));
+        mio__fmt_add(&b, host);
         format_port(&b, addr->u.in.sin_port);
         break;
     case AF_INET6:
         if (inet_ntop(AF_INET6, &addr->u.in6.sin6_addr, host, sizeof host) == NULL)
             return -EINVAL;
-        sb_putc(&b, '[');
-        sb_puts(&b, host, strlen(host));
+        mio__fmt_putc(&b, '[');
+        mio__fmt_add(&b, host);
         if (addr->u.in6.sin6_scope_id != 0) {
             char scope[IF_NAMESIZE + 1];
             uint32_t id = addr->u.in6.sin6_scope_id;
@@ -307,15 +281,15 @@ int mio_addr_format(const mio_addr *addr, char *buf, size_t len)
             if (if_indextoname(id, scope) == NULL || (scope[0] >= '0' && scope[0] <= '9') ||
                 if_nametoindex(scope) != id)
                 snprintf(scope, sizeof scope, "%u", (unsigned)id);
-            sb_putc(&b, '%');
-            sb_puts(&b, scope, strlen(scope));
+            mio__fmt_putc(&b, '%');
+            mio__fmt_add(&b, scope);
         }
-        sb_putc(&b, ']');
+        mio__fmt_putc(&b, ']');
         format_port(&b, addr->u.in6.sin6_port);
         break;
     default: /* AF_UNIX, checked by mio__addr_valid */
         format_unix(&b, addr);
         break;
     }
-    return sb_finish(&b);
+    return mio__fmt_end(&b);
 }

@@ -1,4 +1,5 @@
-/* Private helpers shared by the lib/net/ files. */
+/* Private helpers shared by the lib/net/ files and the pool's listeners (lib/pool*.c). Any thread:
+ * they keep no state. */
 #ifndef MIO_NET_NET_INT_H
 #define MIO_NET_NET_INT_H
 
@@ -7,9 +8,19 @@
 
 /* socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0): the fd or -errno. */
 int mio__socket_new(int family, int type);
-/* Creates a socket of `type` for addr's family and binds it; listens with backlog 1024 when
- * `listen_too`; sets SO_REUSEADDR first when `reuseaddr`. The fd or -errno (nothing leaks). */
-int mio__socket_bind(const mio_addr *addr, int type, bool reuseaddr, bool listen_too);
+/* mio__socket_bind's options, in the order they are applied around bind(2). */
+enum {
+    MIO__BIND_REUSEADDR = 1u << 0, /* SO_REUSEADDR, before bind */
+    MIO__BIND_REUSEPORT = 1u << 1, /* SO_REUSEPORT, before bind */
+    MIO__BIND_NODELAY = 1u << 2,   /* TCP_NODELAY, after bind (Linux passes it on to accepted
+                                      sockets) */
+    MIO__BIND_LISTEN = 1u << 3,    /* listen(backlog), last */
+};
+/* The backlog of mio_tcp_listener_bind and mio_unix_listener_bind. */
+#define MIO__LISTEN_BACKLOG 1024
+/* Creates a socket of `type` for addr's family and binds it, with the MIO__BIND_* `flags`;
+ * `backlog` is used with MIO__BIND_LISTEN only. The fd or -errno (nothing leaks). */
+int mio__socket_bind(const mio_addr *addr, int type, unsigned flags, int backlog);
 /* Creates a stream socket for addr's family and starts a non-blocking connect. EINPROGRESS is
  * swallowed; any other failure closes the socket and returns -errno. */
 int mio__socket_connect(const mio_addr *addr, int type);

@@ -1,4 +1,5 @@
-/* Unix pipes and the O_NONBLOCK switch for any fd. */
+/* Unix pipes and the O_NONBLOCK switch for any fd (mio_conn_open uses it too). Any thread: no
+ * state. */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif

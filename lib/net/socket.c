@@ -3,7 +3,8 @@
  * I/O never raises SIGPIPE: sockets are written with MSG_NOSIGNAL. A fd that is not a socket
  * (a pipe, a tty, ...) cannot take MSG_NOSIGNAL and we cannot cache per-fd knowledge, so send is
  * tried first and, on ENOTSOCK, the data is written with SIGPIPE blocked in this thread; a SIGPIPE
- * that write raised is consumed before the mask is restored. */
+ * that write raised is consumed before the mask is restored. Any thread: no state (the SIGPIPE
+ * handling touches only the calling thread's mask). */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -24,18 +25,25 @@ int mio__socket_new(int family, int type)
     return fd == -1 ? -errno : fd;
 }
 
-int mio__socket_bind(const mio_addr *addr, int type, bool reuseaddr, bool listen_too)
+int mio__socket_bind(const mio_addr *addr, int type, unsigned flags, int backlog)
 {
     int fd, err, one = 1;
 
     fd = mio__socket_new(addr->u.sa.sa_family, type);
     if (fd < 0)
         return fd;
-    if (reuseaddr && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == -1)
+    if ((flags & MIO__BIND_REUSEADDR) &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == -1)
+        goto err_close;
+    if ((flags & MIO__BIND_REUSEPORT) &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == -1)
         goto err_close;
     if (bind(fd, &addr->u.sa, addr->len) == -1)
         goto err_close;
-    if (listen_too && listen(fd, 1024) == -1)
+    if ((flags & MIO__BIND_NODELAY) &&
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == -1)
+        goto err_close;
+    if ((flags & MIO__BIND_LISTEN) && listen(fd, backlog) == -1)
         goto err_close;
     return fd;
 
@@ -78,7 +86,7 @@ int mio__socket_accept(int lfd, mio_addr *peer)
     return fd;
 }
 
-static int get_int(int fd, int level, int name)
+int mio__sockopt_get(int fd, int level, int name)
 {
     int v = 0;
     socklen_t len = sizeof v;
@@ -87,64 +95,53 @@ static int get_int(int fd, int level, int name)
     return v;
 }
 
-static int set_int(int fd, int level, int name, int v)
+int mio__sockopt_set(int fd, int level, int name, int v)
 {
     return setsockopt(fd, level, name, &v, sizeof v) == -1 ? -errno : 0;
 }
 
-/* Exposed to the udp/tcp files through these two wrappers only. */
-int mio__sockopt_get(int fd, int level, int name)
-{
-    return get_int(fd, level, name);
-}
-
-int mio__sockopt_set(int fd, int level, int name, int v)
-{
-    return set_int(fd, level, name, v);
-}
-
 int mio_tcp_set_nodelay(int fd, bool on)
 {
-    return set_int(fd, IPPROTO_TCP, TCP_NODELAY, on);
+    return mio__sockopt_set(fd, IPPROTO_TCP, TCP_NODELAY, on);
 }
 
 int mio_tcp_nodelay(int fd)
 {
-    int v = get_int(fd, IPPROTO_TCP, TCP_NODELAY);
+    int v = mio__sockopt_get(fd, IPPROTO_TCP, TCP_NODELAY);
     return v < 0 ? v : v != 0;
 }
 
 int mio_socket_set_ttl(int fd, unsigned ttl)
 {
-    int family = get_int(fd, SOL_SOCKET, SO_DOMAIN);
+    int family = mio__sockopt_get(fd, SOL_SOCKET, SO_DOMAIN);
 
     if (family < 0)
         return family;
     if (ttl > 255)
         return -EINVAL;
     if (family == AF_INET6)
-        return set_int(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, (int)ttl);
+        return mio__sockopt_set(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, (int)ttl);
     if (family == AF_INET)
-        return set_int(fd, IPPROTO_IP, IP_TTL, (int)ttl);
+        return mio__sockopt_set(fd, IPPROTO_IP, IP_TTL, (int)ttl);
     return -EAFNOSUPPORT;
 }
 
 int mio_socket_ttl(int fd)
 {
-    int family = get_int(fd, SOL_SOCKET, SO_DOMAIN);
+    int family = mio__sockopt_get(fd, SOL_SOCKET, SO_DOMAIN);
 
     if (family < 0)
         return family;
     if (family == AF_INET6)
-        return get_int(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS);
+        return mio__sockopt_get(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS);
     if (family == AF_INET)
-        return get_int(fd, IPPROTO_IP, IP_TTL);
+        return mio__sockopt_get(fd, IPPROTO_IP, IP_TTL);
     return -EAFNOSUPPORT;
 }
 
 int mio_socket_take_error(int fd)
 {
-    int v = get_int(fd, SOL_SOCKET, SO_ERROR);
+    int v = mio__sockopt_get(fd, SOL_SOCKET, SO_ERROR);
     return v < 0 ? v : -v;
 }
 
@@ -208,6 +205,17 @@ static ssize_t write_nosigpipe(int fd, const void *buf, size_t len, const struct
     return n;
 }
 
+/* A msghdr carrying only iov[0..iovcnt) (iovcnt >= 0): no address, no control data. */
+static struct msghdr msg_of(const struct iovec *iov, int iovcnt)
+{
+    struct msghdr msg;
+
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = (struct iovec *)iov;
+    msg.msg_iovlen = (size_t)iovcnt;
+    return msg;
+}
+
 static ssize_t io_result(ssize_t n)
 {
     if (n != -1)
@@ -230,9 +238,7 @@ ssize_t mio_sendv(int fd, const struct iovec *iov, int iovcnt)
 
     if (iovcnt < 0)
         return -EINVAL;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = (struct iovec *)iov;
-    msg.msg_iovlen = (size_t)iovcnt;
+    msg = msg_of(iov, iovcnt);
     n = sendmsg(fd, &msg, MSG_NOSIGNAL);
     if (n == -1 && errno == ENOTSOCK)
         return write_nosigpipe(fd, NULL, 0, iov, iovcnt);
@@ -254,9 +260,7 @@ ssize_t mio_recvv(int fd, const struct iovec *iov, int iovcnt)
 
     if (iovcnt < 0)
         return -EINVAL;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = (struct iovec *)iov;
-    msg.msg_iovlen = (size_t)iovcnt;
+    msg = msg_of(iov, iovcnt);
     n = recvmsg(fd, &msg, 0);
     if (n == -1 && errno == ENOTSOCK)
         n = readv(fd, iov, iovcnt);

@@ -1,4 +1,4 @@
-/* TCP listener and stream: thin, checked wrappers over the socket helpers. */
+/* TCP listener and stream: thin, checked wrappers over the socket helpers. Any thread: no state. */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -18,7 +18,10 @@ static int check_inet(const mio_addr *addr)
 int mio_tcp_listener_bind(const mio_addr *addr)
 {
     int r = check_inet(addr);
-    return r < 0 ? r : mio__socket_bind(addr, SOCK_STREAM, true, true);
+    if (r < 0)
+        return r;
+    return mio__socket_bind(addr, SOCK_STREAM, MIO__BIND_REUSEADDR | MIO__BIND_LISTEN,
+                            MIO__LISTEN_BACKLOG);
 }
 
 int mio_tcp_listener_accept(int lfd, mio_addr *peer)

@@ -1,5 +1,5 @@
 /* UDP sockets and their options. send_to / recv_from / peek_from also serve unix datagram
- * sockets (any address family mio_addr holds). */
+ * sockets (any address family mio_addr holds). Any thread: no state. */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -16,7 +16,7 @@ int mio_udp_bind(const mio_addr *addr)
         return -EINVAL;
     if (addr->u.sa.sa_family == AF_UNIX)
         return -EAFNOSUPPORT;
-    return mio__socket_bind(addr, SOCK_DGRAM, false, false);
+    return mio__socket_bind(addr, SOCK_DGRAM, 0, 0);
 }
 
 int mio_udp_connect(int fd, const mio_addr *addr)

@@ -1,4 +1,4 @@
-/* Unix domain sockets, stream and datagram, pathname or abstract. */
+/* Unix domain sockets, stream and datagram, pathname or abstract. Any thread: no state. */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
 #endif
@@ -19,7 +19,7 @@ static int check_unix(const mio_addr *addr)
 int mio_unix_listener_bind(const mio_addr *addr)
 {
     int r = check_unix(addr);
-    return r < 0 ? r : mio__socket_bind(addr, SOCK_STREAM, false, true);
+    return r < 0 ? r : mio__socket_bind(addr, SOCK_STREAM, MIO__BIND_LISTEN, MIO__LISTEN_BACKLOG);
 }
 
 int mio_unix_listener_accept(int lfd, mio_addr *peer)
@@ -55,7 +55,7 @@ int mio_unix_stream_pair(int fds[2])
 int mio_unix_datagram_bind(const mio_addr *addr)
 {
     int r = check_unix(addr);
-    return r < 0 ? r : mio__socket_bind(addr, SOCK_DGRAM, false, false);
+    return r < 0 ? r : mio__socket_bind(addr, SOCK_DGRAM, 0, 0);
 }
 
 int mio_unix_datagram_unbound(void)

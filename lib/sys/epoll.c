@@ -1,4 +1,5 @@
-/* The only file that calls epoll_*: everything else goes through lib/internal/sys.h. */
+/* The only file that calls epoll_*: everything else goes through lib/internal/sys.h. Any thread
+ * (the syscalls are thread-safe; the callers serialise what must be). */
 #include <errno.h>
 #include <sys/epoll.h>
 

@@ -1,4 +1,4 @@
-/* The only file that calls eventfd: everything else goes through lib/internal/sys.h. */
+/* The only file that calls eventfd: everything else goes through lib/internal/sys.h. Any thread. */
 #include <errno.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
