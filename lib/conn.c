@@ -9,7 +9,6 @@
  * stays valid until its on_close returns, whichever context closed it; events that reach a dying
  * conn meanwhile are ignored. The same settle point sends the writes that callbacks staged. */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,6 +37,7 @@ struct mio__conn_ext *mio__conn_ext(mio_conn *c)
     x->timer = 0;
     x->deadline_timer = 0;
     x->own_ops = NULL;
+    x->on_connect = NULL;
     x->in = NULL;
     x->in_len = x->in_cap = 0;
     x->in_limit = MIO__CONN_INPUT_LIMIT_DEFAULT;
@@ -128,12 +128,18 @@ int mio__conn_sync_interest(mio_conn *c)
     mio_interest want = 0;
     int err;
 
-    if (!(c->flags & (MIO__CF_CLOSING | MIO__CF_PAUSED | MIO__CF_EOF)))
+    if (!(c->flags & (MIO__CF_CLOSING | MIO__CF_PAUSED | MIO__CF_EOF | MIO__CF_CONNECTING |
+                      MIO__CF_READ_OFF)))
         want |= MIO_READABLE;
     if (mio__conn_has_wq(c))
         want |= MIO_WRITABLE;
+    /* Wanting nothing: errors and hang-ups come whatever the interest. A paused reader parks on
+     * PRIORITY (no edge for ordinary data), so that resuming is a real change that re-arms the
+     * READABLE edge for bytes that arrived meanwhile. */
     if (want == 0)
-        want = MIO_READABLE;
+        want = (c->flags & MIO__CF_CONNECTING) ? MIO_WRITABLE
+               : (c->flags & MIO__CF_READ_OFF) ? MIO_PRIORITY
+                                                : MIO_READABLE;
     if (want == c->interest)
         return 0;
     err = mio_reactor_modify(c->r, mio__conn_token(c), want);
@@ -147,6 +153,8 @@ int mio__conn_sync_interest(mio_conn *c)
 
 int mio__conn_flushed(mio_conn *c)
 {
+    if (c->flags & MIO__CF_CONNECTING)
+        return 0; /* a shutdown waits for the connection (mio__conn_connected comes back) */
     if (c->flags & MIO__CF_CLOSING) {
         mio__conn_teardown(c, 0);
         return -EPIPE;
@@ -331,35 +339,26 @@ static void conn_on_deadline(mio_reactor *r, mio_timer_id id, void *arg)
 
 /* ------------------------------------------------------------------ public API */
 
-int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mio_conn **out)
+int mio__conn_adopt(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, uint16_t flags,
+                    mio_conn **out)
 {
-    struct mio__conn_ctx *ctx;
-    mio__arena arena;
+    struct mio__conn_ctx *ctx = conn_ctx_get(r);
+    mio_interest interest = (flags & MIO__CF_CONNECTING) ? MIO_WRITABLE : MIO_READABLE;
+    mio__arena arena = mio__reactor_arena(r);
     mio_conn *c;
     mio_token token;
-    int fl, err;
+    int err;
 
-    if (r == NULL || fd < 0 || ops == NULL || ops->on_read == NULL)
-        return -EINVAL;
-    /* Checked for every fd, even one fresh from accept4(SOCK_NONBLOCK): an accept callback may
-     * have closed that fd and passed another that got the same number. */
-    fl = fcntl(fd, F_GETFL);
-    if (fl == -1)
-        return -errno;
-    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
-        return -errno;
-    ctx = conn_ctx_get(r);
     if (ctx == NULL)
         return -ENOMEM;
-    arena = mio__reactor_arena(r);
     c = mio__alloc(arena, sizeof(*c));
     if (c == NULL)
         return -ENOMEM;
     c->r = r;
     c->arg = arg;
     c->x = NULL;
-    c->flags = 0;
-    c->interest = MIO_READABLE;
+    c->flags = flags;
+    c->interest = interest;
     /* "ops is copied": conns with equal ops share one copy in the table. */
     if (conn_intern(ctx, ops, &c->ops) < 0) {
         struct mio__conn_ext *x = mio__conn_ext(c);
@@ -376,13 +375,12 @@ int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mi
         *x->own_ops = *ops;
         c->ops = MIO__CONN_OPS_OWN;
     }
-    err = mio_reactor_add(r, fd, MIO_READABLE, mio__conn_on_io, c, &token);
+    err = mio_reactor_add(r, fd, interest, mio__conn_on_io, c, &token);
     if (err < 0)
         goto err_ops;
     c->slot = (uint32_t)token;
     mio__pr_add_64(&ctx->count, 1);
-    if (out != NULL)
-        *out = c;
+    *out = c;
     return 0;
 
 err_ops:
@@ -391,6 +389,35 @@ err_ops:
     mio__free(arena, c->x);
 err_free:
     mio__free(arena, c);
+    return err;
+}
+
+void mio__conn_unadopt(mio_conn *c)
+{
+    int fd = mio__conn_fd(c);
+
+    conn_cancel_timers(c);
+    mio__pr_sub_64(&mio__conn_ctx(c)->count, 1);
+    (void)mio__reactor_forget(c->r, mio__conn_token(c));
+    (void)close(fd);
+    conn_release(c);
+}
+
+int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, mio_conn **out)
+{
+    mio_conn *c;
+    int err;
+
+    if (r == NULL || fd < 0 || ops == NULL || ops->on_read == NULL)
+        return -EINVAL;
+    /* Checked for every fd, even one fresh from accept4(SOCK_NONBLOCK): an accept callback may
+     * have closed that fd and passed another that got the same number. */
+    err = mio_set_nonblocking(fd, true);
+    if (err < 0)
+        return err;
+    err = mio__conn_adopt(r, fd, ops, arg, 0, &c);
+    if (err == 0 && out != NULL)
+        *out = c;
     return err;
 }
 
@@ -472,6 +499,29 @@ int mio_conn_set_idle_timeout(mio_conn *c, uint64_t ms)
     return conn_arm_idle(c, ms);
 }
 
+int mio_conn_set_reading(mio_conn *c, bool on)
+{
+    if (c == NULL)
+        return -EINVAL;
+    if (c->flags & (MIO__CF_DEAD | MIO__CF_CLOSING))
+        return -EPIPE;
+    if (on)
+        c->flags &= (uint16_t)~MIO__CF_READ_OFF;
+    else
+        c->flags |= MIO__CF_READ_OFF;
+    /* Dropping READABLE stops the edges; adding it back re-arms them, so bytes that arrived
+     * meanwhile are reported by the next wait. */
+    return mio__conn_sync_interest(c);
+}
+
+void mio__conn_clear_deadline(mio_conn *c)
+{
+    if (c->flags & MIO__CF_DEADLINE) {
+        (void)mio_reactor_timer_cancel(c->r, c->x->deadline_timer);
+        c->flags &= (uint16_t)~MIO__CF_DEADLINE;
+    }
+}
+
 int mio_conn_set_deadline(mio_conn *c, uint64_t ms)
 {
     struct mio__conn_ext *x;
@@ -481,10 +531,7 @@ int mio_conn_set_deadline(mio_conn *c, uint64_t ms)
         return -EINVAL;
     if (c->flags & (MIO__CF_DEAD | MIO__CF_CLOSING))
         return -EPIPE;
-    if (c->flags & MIO__CF_DEADLINE) {
-        (void)mio_reactor_timer_cancel(c->r, c->x->deadline_timer);
-        c->flags &= (uint16_t)~MIO__CF_DEADLINE;
-    }
+    mio__conn_clear_deadline(c);
     if (ms == 0)
         return 0;
     x = mio__conn_ext(c);
@@ -524,7 +571,7 @@ size_t mio_conn_input_limit(const mio_conn *c)
 {
     if (c == NULL)
         return 0;
-    return c->x != NULL ? c->x->in_limit : MIO__CONN_INPUT_LIMIT_DEFAULT;
+    return mio__conn_in_limit(c);
 }
 
 int mio_conn_fd(const mio_conn *c)

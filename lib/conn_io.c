@@ -25,6 +25,8 @@
 
 #define IN_GROW (16u * 1024u) /* a kept tail's buffer grows by this much at least */
 
+static void conn_flush_queue(mio_conn *c);
+
 /* ------------------------------------------------------------------ reading */
 
 static void conn_drop_tail(mio_conn *c)
@@ -43,7 +45,7 @@ static void conn_drop_tail(mio_conn *c)
 static void conn_keep(mio_conn *c, const char *data, size_t len, size_t keep, bool from_tail)
 {
     struct mio__conn_ext *x = c->x;
-    uint32_t limit = x != NULL ? x->in_limit : MIO__CONN_INPUT_LIMIT_DEFAULT;
+    uint32_t limit = mio__conn_in_limit(c);
     size_t cap;
 
     if (keep == 0) {
@@ -121,7 +123,7 @@ static void conn_read(mio_conn *c, bool rdhup)
     int fd = mio__conn_fd(c);
 
     while (!(c->flags &
-             (MIO__CF_DEAD | MIO__CF_CLOSING | MIO__CF_PAUSED | MIO__CF_EOF))) {
+             (MIO__CF_DEAD | MIO__CF_CLOSING | MIO__CF_PAUSED | MIO__CF_EOF | MIO__CF_READ_OFF))) {
         struct mio__conn_ext *x = c->x;
         bool tail = x != NULL && x->in_len > 0;
         char *buf = ctx->read_buf;
@@ -177,6 +179,11 @@ void mio__conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, void 
     (void)token;
     if (c->flags & MIO__CF_DEAD)
         return; /* dying: on_close is pending, nothing more to do */
+    if (c->flags & MIO__CF_CONNECTING) {
+        if (err || mio_event_is_writable(ev) || mio_event_is_write_closed(ev))
+            mio__conn_connected(c, mio_event_is_writable(ev) && !err);
+        return;
+    }
     if (err) {
         int so_error = mio_socket_take_error(mio__conn_fd(c));
 
@@ -187,7 +194,7 @@ void mio__conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, void 
     }
     if ((err || mio_event_is_writable(ev) || mio_event_is_write_closed(ev)) &&
         mio__conn_has_wq(c))
-        mio__conn_flush_queue(c);
+        conn_flush_queue(c);
     if (!(c->flags & MIO__CF_DEAD) && (err || rdhup || mio_event_is_readable(ev)))
         conn_read(c, rdhup);
 }
@@ -203,7 +210,7 @@ int mio_conn_consume(mio_conn *c, size_t n)
     if (ctx->reading != c || n > ctx->read_len)
         return -EINVAL;
     ctx->keep = ctx->read_len - n;
-    limit = c->x != NULL ? c->x->in_limit : MIO__CONN_INPUT_LIMIT_DEFAULT;
+    limit = mio__conn_in_limit(c);
     return ctx->keep >= limit ? -EMSGSIZE : 0;
 }
 
@@ -309,12 +316,8 @@ static int conn_send_gather(mio_conn *c, const struct iovec *extra, int extra_cn
     return mio__conn_sync_interest(c);
 }
 
-int mio__conn_write_now(mio_conn *c, const struct iovec *iov, int iovcnt)
-{
-    return conn_send_gather(c, iov, iovcnt);
-}
-
-int mio__conn_send_staged(mio_conn *c)
+/* Sends the conn's staged bytes (one send/sendmsg). Returns 0 or -errno (the conn then died). */
+static int conn_send_staged(mio_conn *c)
 {
     int err = conn_send_gather(c, NULL, 0);
 
@@ -328,12 +331,14 @@ void mio__conn_stage_flush(struct mio__conn_ctx *ctx)
     /* A send may tear its conn down, which only drops that conn's records. */
     for (unsigned i = 0; i < ctx->nrecs; i++)
         if (ctx->recs[i].c != NULL)
-            (void)mio__conn_send_staged(ctx->recs[i].c);
+            (void)conn_send_staged(ctx->recs[i].c);
     ctx->nrecs = 0;
     ctx->stage_len = 0;
 }
 
-int mio__conn_stage(mio_conn *c, const struct iovec *iov, int iovcnt, size_t total)
+/* Copies iov into the stage. Returns 1 (staged), 0 (not staged: write it now) or -errno (the
+ * conn failed while the stage made room). */
+static int conn_stage(mio_conn *c, const struct iovec *iov, int iovcnt, size_t total)
 {
     struct mio__conn_ctx *ctx = mio__conn_ctx(c);
     size_t high = c->x != NULL ? c->x->high : MIO__CONN_HIGH_DEFAULT;
@@ -364,9 +369,11 @@ int mio__conn_stage(mio_conn *c, const struct iovec *iov, int iovcnt, size_t tot
     return 1;
 }
 
-/* Writes the queue out until it is empty or the socket is full. Runs on WRITABLE only, so the
- * common case (nothing queued) never gets here. */
-void mio__conn_flush_queue(mio_conn *c)
+static void conn_output_progress(mio_conn *c);
+
+/* Writes the queue out until it is empty or the socket is full, then the held-output bookkeeping.
+ * Runs on WRITABLE only, so the common case (nothing queued) never gets here. */
+static void conn_flush_queue(mio_conn *c)
 {
     mio__arena arena = mio__reactor_arena(c->r);
     struct mio__conn_ext *x = c->x; /* set: only called with bytes queued */
@@ -386,10 +393,12 @@ void mio__conn_flush_queue(mio_conn *c)
         }
         mio__wq_consume(&x->wq, arena, (size_t)n);
     }
-    mio__conn_output_progress(c);
+    conn_output_progress(c);
 }
 
-void mio__conn_output_progress(mio_conn *c)
+/* After output progressed: close or shut down when nothing is held, resume reading (on_drain)
+ * at the low mark, keep the interest in line. */
+static void conn_output_progress(mio_conn *c)
 {
     struct mio__conn_ext *x = c->x;
 
@@ -423,18 +432,18 @@ int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt)
         return -EPIPE;
     if (total == 0)
         return 0;
-    if (mio__conn_has_wq(c)) {
-        err = conn_enqueue(c, iov, iovcnt, 0);
+    if (mio__conn_has_wq(c) || (c->flags & MIO__CF_CONNECTING)) {
+        err = conn_enqueue(c, iov, iovcnt, 0); /* behind the queue, or until connected */
         if (err == 0)
             conn_check_high(c);
         return err < 0 ? err : mio__conn_sync_interest(c);
     }
     if (mio__reactor_in_loop(c->r)) {
-        err = mio__conn_stage(c, iov, iovcnt, total);
+        err = conn_stage(c, iov, iovcnt, total);
         if (err != 0)
             return err < 0 ? err : 0;
     }
-    return mio__conn_write_now(c, iov, iovcnt);
+    return conn_send_gather(c, iov, iovcnt); /* at once; the socket's leftover is queued */
 }
 
 int mio_conn_write(mio_conn *c, const void *data, size_t len)
@@ -456,7 +465,7 @@ int mio_conn_flush(mio_conn *c)
         return -EPIPE;
     if (!(c->flags & MIO__CF_STAGED))
         return 0;
-    err = mio__conn_send_staged(c);
+    err = conn_send_staged(c);
     /* Sending the last bytes of a closed conn completes its close: that is a success. */
     return (c->flags & MIO__CF_DEAD) && c->dead_errno == 0 ? 0 : err;
 }

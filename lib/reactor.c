@@ -1,15 +1,18 @@
-/* Reactor: one thread's event loop (see include/mio/reactor.h and DESIGN.md).
+/* Reactor: one thread's event loop (the API contract is include/mio/reactor.h; wake elision,
+ * tokens and timers are drawn in docs/architecture.md). Reactor's thread, except where a function
+ * says "any thread" (post, stop, the wake and awake checks, stats).
  *
  * An iteration: compute the wait (0 when tasks are queued or a timer is due, else the time to the
  * nearest timer), publish SLEEPING and re-check the inputs when it would block, wait, set RUNNING,
  * dispatch the harvested events through the slab, drain the extra source and the task queue,
  * then run the timers that are due.
  *
- * Wake elision. The state word is RUNNING, SLEEPING, or WOKEN (= SLEEPING with wake_pending set).
- * Reactor, before a wait with a non-zero timeout: store SLEEPING; full fence; re-check the task
- * queue, the stop flag and the source; wait; store RUNNING (which also clears wake_pending, before
- * anything is drained). Producer (mio__reactor_wake): after publishing its work, full fence; load
- * the state; only if it is SLEEPING and a CAS SLEEPING -> WOKEN wins does it write the eventfd.
+ * Wake elision. The state word is RUNNING, SLEEPING, or WOKEN (= still asleep, and one producer
+ * has claimed the wake). Reactor, before a wait with a non-zero timeout: store SLEEPING; full
+ * fence; re-check the task queue, the stop flag and the source; wait; store RUNNING (which also
+ * ends WOKEN, before anything is drained). Producer (mio__reactor_wake): after publishing its
+ * work, full fence; load the state; only if it is SLEEPING and a CAS SLEEPING -> WOKEN wins does
+ * it write the eventfd.
  * The two fences make it a Dekker handshake: either the producer sees SLEEPING, or the reactor's
  * re-check sees the work. Only the reactor stores SLEEPING, so every publication of SLEEPING
  * admits at most one performed wake: wakes_performed <= sleeps, always. */
@@ -17,7 +20,6 @@
 #include <limits.h>
 #include <stddef.h>
 #include <string.h>
-#include <time.h>
 
 #include <mio/poll.h>
 #include <mio/waker.h>
@@ -27,12 +29,12 @@
 #include "internal/reactor_int.h"
 #include "internal/slab.h"
 #include "internal/timer_wheel.h"
+#include "internal/waker_int.h"
 
 _Static_assert(sizeof(mio_token) == 8, "reactor tokens need a 64-bit mio_token");
 _Static_assert(sizeof(struct mio_reactor_stats) == 256,
                "struct mio_reactor_stats has a fixed size (reactor.h)");
 
-#define WAKER_TOKEN UINT64_MAX /* above every slab token (slot indexes stay below 2^30) */
 #define DEFAULT_EVENTS 1024u
 #define DEFAULT_POST 65535u /* a 65536-slot ring */
 #define PAD 64
@@ -64,7 +66,8 @@ struct mio_reactor {
     struct mio__post_queue tasks; /* ck_ring pads its own producer/consumer lines */
     char pad0[PAD];
 
-    /* Written by other threads (internal/pr.h): the sleep state is CASed by producers, read on every post. */
+    /* Written by other threads (internal/pr.h): the sleep state is CASed by producers, read on
+     * every post. */
     unsigned state;
     unsigned stop;
     unsigned pool_owned; /* set before the pool's threads start, cleared after they are joined */
@@ -91,21 +94,23 @@ static inline void ctr_set(uint64_t *c, uint64_t v)
     mio__pr_store_64(c, v);
 }
 
-static inline uint64_t sat_add(uint64_t a, uint64_t b)
-{
-    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
-static uint64_t clock_ms(uint64_t fallback)
-{
-    struct timespec ts;
-
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) == -1)
-        return fallback; /* cannot happen for CLOCK_MONOTONIC; keep time still rather than jump */
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ------------------------------------------------------------------ life cycle */
+
+/* The caller's options (NULL: all defaults) with every 0 replaced by its default. Returns 0 or
+ * -EINVAL. */
+static int reactor_opts_resolve(const mio_reactor_opts *opts, mio_reactor_opts *o)
+{
+    if (opts != NULL)
+        *o = *opts;
+    if (o->events_capacity == 0)
+        o->events_capacity = DEFAULT_EVENTS;
+    if (o->post_capacity == 0)
+        o->post_capacity = DEFAULT_POST;
+    if (o->post_capacity > (1u << 30) || o->events_capacity > (1u << 24) ||
+        (o->use_arena != 0 && o->use_arena != -1))
+        return -EINVAL;
+    return 0;
+}
 
 int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
 {
@@ -115,16 +120,7 @@ int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
     mio_reactor *r;
     int err;
 
-    if (out == NULL)
-        return -EINVAL;
-    if (opts != NULL)
-        o = *opts;
-    if (o.events_capacity == 0)
-        o.events_capacity = DEFAULT_EVENTS;
-    if (o.post_capacity == 0)
-        o.post_capacity = DEFAULT_POST;
-    if (o.post_capacity > (1u << 30) || o.events_capacity > (1u << 24) ||
-        (o.use_arena != 0 && o.use_arena != -1))
+    if (out == NULL || reactor_opts_resolve(opts, &o) < 0)
         return -EINVAL;
     if (o.use_arena == 0) {
         err = mio__arena_create(&arena);
@@ -139,7 +135,7 @@ int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
     }
     r->arena = arena;
     r->own_arena = own_arena;
-    r->now = clock_ms(0);
+    r->now = mio__clock_ms(0);
     mio__slab_init(&r->slab, arena);
     mio__wheel_init(&r->wheel, arena, r->now);
 
@@ -153,7 +149,7 @@ int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
     err = mio_events_new(o.events_capacity, &r->events);
     if (err < 0)
         goto err_poll;
-    err = mio_waker_new(r->reg, WAKER_TOKEN, &r->waker);
+    err = mio_waker_new(r->reg, MIO__WAKER_TOKEN, &r->waker);
     if (err < 0)
         goto err_events;
     *out = r;
@@ -246,7 +242,7 @@ static void fd_claim(mio_reactor *r, int fd, uint32_t idx)
         fd_bit_set(r, fd, true);
         return;
     }
-    for (uint32_t i = 0; i < r->slab.npages * MIO__SLAB_PAGE_SLOTS; i++) {
+    for (uint32_t i = 0; i < r->slab.pages.n * MIO__SLAB_PAGE_SLOTS; i++) {
         struct mio__slot *slot = mio__slab_at(&r->slab, i);
 
         if (i != idx && slot->fn != MIO__SLAB_FN_FREE && slot->fd == fd)
@@ -408,8 +404,8 @@ int mio_reactor_timer_start(mio_reactor *r, uint64_t after_ms, uint64_t repeat_m
 
     if (r == NULL || fn == NULL)
         return -EINVAL;
-    err = mio__wheel_start(&r->wheel, sat_add(r->now, after_ms), repeat_ms, (mio__fnptr)fn, arg,
-                           &id);
+    err = mio__wheel_start(&r->wheel, mio__sat_add(r->now, after_ms), repeat_ms, (mio__fnptr)fn,
+                           arg, &id);
     if (err < 0)
         return err;
     ctr_set(&r->st.timers, r->wheel.count);
@@ -436,7 +432,7 @@ uint64_t mio_reactor_now_ms(const mio_reactor *r)
 
 void mio__reactor_update_now(mio_reactor *r)
 {
-    r->now = clock_ms(r->now);
+    r->now = mio__clock_ms(r->now);
 }
 
 /* ------------------------------------------------------------------ the loop */
@@ -503,14 +499,13 @@ static int run_timers(mio_reactor *r)
     return ran;
 }
 
-static int iterate(mio_reactor *r, int timeout_ms)
+/* The wait of one iteration: publishes SLEEPING and re-checks the inputs when it would block,
+ * polls, sets RUNNING and reads the clock. *src_pending: the source had work before the wait.
+ * Returns the number of events harvested or -errno. */
+static int wait_events(mio_reactor *r, int timeout_ms, bool *src_pending)
 {
-    int timeout, n, ran = 0, handlers = 0;
-    bool published = false, src_pending = false, woke = false;
-    uint64_t stale = 0;
-
-    settle_point(r); /* work deferred by calls made outside the loop */
-    timeout = wait_timeout(r, timeout_ms);
+    int timeout = wait_timeout(r, timeout_ms), n;
+    bool published = false;
 
     if (timeout != 0) {
         mio__pr_store_uint(&r->state, STATE_SLEEPING);
@@ -522,26 +517,35 @@ static int iterate(mio_reactor *r, int timeout_ms)
     }
     /* Every iteration asks the source, so a reactor that never sleeps cannot starve it. */
     if (r->has_src && r->src.pending(r->src.arg))
-        src_pending = true, timeout = 0;
+        *src_pending = true, timeout = 0;
     n = mio_poll_poll(r->poll, r->events, timeout);
     if (published)
-        mio__pr_store_uint(&r->state, STATE_RUNNING); /* clears wake_pending before any draining */
-    r->now = clock_ms(r->now);
+        mio__pr_store_uint(&r->state, STATE_RUNNING); /* ends WOKEN before any draining */
+    r->now = mio__clock_ms(r->now);
     ctr_add(&r->st.iterations, 1);
     if (n < 0)
         return n;
     ctr_add(&r->st.events, (uint64_t)n);
     if (n == 0 && timeout != 0)
         ctr_add(&r->st.zero_event_wakeups, 1);
+    return n;
+}
+
+/* Calls the handler of every harvested event whose token is still live, with a settle point
+ * after each. *woke: the waker's event was among them. Returns the number of handlers called. */
+static int dispatch_events(mio_reactor *r, bool *woke)
+{
+    int handlers = 0;
+    uint64_t stale = 0;
 
     MIO_EVENTS_FOREACH(const mio_event *ev, r->events)
     {
         mio_token token = mio_event_token(ev); /* inline (event.h) */
         struct mio__slot *slot;
-        if (token == WAKER_TOKEN) {
-            /* The eventfd is not read: every write re-arms the edge, and the waker drains the
-             * counter itself before it could overflow. That saves a syscall per wake. */
-            woke = true;
+        if (token == MIO__WAKER_TOKEN) {
+            /* The eventfd is not read: every write re-arms the edge, and mio_waker_wake drains
+             * the counter itself when it is full. That saves a syscall per wake. */
+            *woke = true;
             continue;
         }
         slot = mio__slab_lookup(&r->slab, token);
@@ -557,8 +561,19 @@ static int iterate(mio_reactor *r, int timeout_ms)
         ctr_add(&r->st.handlers_run, (uint64_t)handlers);
     if (stale > 0)
         ctr_add(&r->st.stale_events, stale);
-    ran += handlers;
+    return handlers;
+}
 
+static int iterate(mio_reactor *r, int timeout_ms)
+{
+    bool src_pending = false, woke = false;
+    int n, ran;
+
+    settle_point(r); /* work deferred by calls made outside the loop */
+    n = wait_events(r, timeout_ms, &src_pending);
+    if (n < 0)
+        return n;
+    ran = dispatch_events(r, &woke);
     if (r->has_src && (woke || src_pending)) {
         r->src.drain(r, r->src.arg);
         settle_point(r);
@@ -566,7 +581,7 @@ static int iterate(mio_reactor *r, int timeout_ms)
     ran += run_tasks(r);
     /* Callbacks ran: refresh the clock so that timers see the time they actually run at. */
     if (ran > 0)
-        r->now = clock_ms(r->now);
+        r->now = mio__clock_ms(r->now);
     ran += run_timers(r);
     return ran;
 }
@@ -627,6 +642,15 @@ int mio_reactor_stats(const mio_reactor *r, struct mio_reactor_stats *out)
 mio__arena mio__reactor_arena(const mio_reactor *r)
 {
     return r->arena;
+}
+
+void *mio__reactor_lookup(const mio_reactor *r, mio_token token, mio_io_fn io)
+{
+    const struct mio__slot *slot = mio__slab_lookup(&r->slab, token);
+
+    if (slot == NULL || mio__slab_fn(&r->slab, slot) != io)
+        return NULL;
+    return mio__slab_arg(slot);
 }
 
 int mio__reactor_slot_fd(const mio_reactor *r, uint32_t slot)
@@ -711,7 +735,7 @@ unsigned mio__reactor_each(mio_reactor *r, mio_io_fn io, void (*fn)(void *harg, 
     unsigned n = 0;
 
     /* Index by index, re-reading the bound: fn may grow the slab (pages never move). */
-    for (uint32_t i = 0; i < r->slab.npages * MIO__SLAB_PAGE_SLOTS; i++) {
+    for (uint32_t i = 0; i < r->slab.pages.n * MIO__SLAB_PAGE_SLOTS; i++) {
         struct mio__slot *slot = mio__slab_at(&r->slab, i);
 
         if (slot->fn != MIO__SLAB_FN_FREE && mio__slab_fn(&r->slab, slot) == io) {

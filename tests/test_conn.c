@@ -643,6 +643,34 @@ static void test_close_many_in_one_callback(void **state)
     free(m);
 }
 
+/* ---- reading stopped and resumed by the user ---- */
+
+static void test_set_reading(void **state)
+{
+    struct tconn t = {0};
+    int cli, srv;
+
+    (void)state;
+    make_pair(&cli, &srv);
+    assert_int_equal(mio_conn_open(r, srv, &t_ops, &t, &t.c), 0);
+    assert_int_equal(mio_conn_set_reading(t.c, false), 0);
+    assert_int_equal(send(cli, "abcd", 4, 0), 4);
+    run_for(100);
+    assert_int_equal(t.got, 0); /* stopped: the bytes wait in the kernel */
+    assert_int_equal(mio_conn_set_reading(t.c, false), 0);
+    assert_int_equal(mio_conn_set_reading(t.c, true), 0);
+    run_for(100);
+    assert_int_equal(t.got, 4); /* resumed: no new data needed to see them */
+    assert_int_equal(send(cli, "ef", 2, 0), 2);
+    run_for(50);
+    assert_int_equal(t.got, 6);
+    assert_int_equal(mio_conn_set_reading(NULL, true), -EINVAL);
+    mio_conn_close(t.c);
+    assert_int_equal(mio_conn_set_reading(t.c, true), -EPIPE);
+    run_until_closed(&t);
+    close(cli);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -654,6 +682,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_in_callbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_many_in_one_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_reading, setup, teardown),
     };
 
     mio_test_watchdog(280);

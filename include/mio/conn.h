@@ -13,6 +13,7 @@
 
 #include <sys/uio.h>
 #include <mio/common.h>
+#include <mio/net.h>
 #include <mio/reactor.h>
 
 MIO_BEGIN_DECLS
@@ -31,6 +32,45 @@ typedef struct mio_conn_ops {
     /* Optional: the write queue fell to the low water mark after exceeding the high one. */
     void (*on_drain)(mio_conn *c, void *arg);
 } mio_conn_ops;
+
+/* Runs on the reactor's thread once an outbound connection is established. */
+typedef void (*mio_conn_connect_fn)(mio_conn *c, void *arg);
+
+/* Connects to addr (TCP, or a "unix:" address) without blocking and returns the conn at once, in
+ * the connecting state: writes made now are queued and go out when the connection is established;
+ * on_read starts then. Success runs on_connect(c, arg) (may be NULL) on the reactor's thread;
+ * refusal, an unreachable network or the timeout (timeout_ms > 0; a deadline, which a later
+ * mio_conn_set_deadline replaces) are reported once through on_close with the negative errno
+ * (-ECONNREFUSED, -ENETUNREACH, -ETIMEDOUT, ...). Name resolution is the caller's: addr is an
+ * address. Returns 0 and *out (may be NULL), or -errno when the attempt fails at once (no socket,
+ * -EMFILE, a refusal the kernel knows at once as for a unix path nobody listens on, -EINVAL);
+ * then no callback runs. */
+MIO_EXTERN int mio_conn_connect(mio_reactor *r, const mio_addr *addr, const mio_conn_ops *ops,
+                                mio_conn_connect_fn on_connect, void *arg, uint64_t timeout_ms,
+                                mio_conn **out);
+
+/* A thread-safe name for a conn: its reactor and its token, a plain value any thread may copy.
+ * Calls through it run as tasks on the conn's reactor (mio_reactor_post: lock-free, FIFO per
+ * calling thread, no wake syscall when that reactor is busy). On arrival the conn is looked up:
+ * if it has closed (or is closing), or its slot now belongs to another conn, nothing touches it.
+ * The reactor must outlive the calls (a pool's workers live until mio_pool_free). */
+typedef struct mio_conn_handle {
+    mio_reactor *reactor;
+    uint64_t token;
+} mio_conn_handle;
+/* Runs on the conn's reactor with the conn, or with NULL when it is gone: how a caller learns. */
+typedef void (*mio_conn_call_fn)(mio_conn *c, void *arg);
+
+/* The conn's handle (reactor's thread). A NULL conn gives a handle every call refuses. */
+MIO_EXTERN mio_conn_handle mio_conn_handle_get(const mio_conn *c);
+/* Any thread: runs fn(conn or NULL, arg) on the conn's reactor. Returns 0, -EINVAL (bad handle,
+ * NULL fn), -ENOMEM, or -EAGAIN (the reactor's task queue is full: retry later). */
+MIO_EXTERN int mio_conn_handle_call(mio_conn_handle h, mio_conn_call_fn fn, void *arg);
+/* Any thread: copies data and has it written to the conn on its reactor (dropped if the conn is
+ * gone by then; use mio_conn_handle_call to be told). Returns as mio_conn_handle_call. */
+MIO_EXTERN int mio_conn_handle_write(mio_conn_handle h, const void *data, size_t len);
+/* Any thread: mio_conn_close on the conn's reactor, if the conn is still there. */
+MIO_EXTERN int mio_conn_handle_close(mio_conn_handle h);
 
 /* Takes ownership of fd (made non-blocking if it is not) and adds it to the reactor. `ops` is
  * copied. On failure the fd is still the caller's. Returns 0 and *out (may be NULL), -EINVAL,
@@ -82,6 +122,14 @@ MIO_EXTERN int mio_conn_set_watermarks(mio_conn *c, size_t low, size_t high);
 /* Closes with -ETIMEDOUT after ms without received data (0 disables). Returns 0, -ENOMEM, or
  * -EPIPE (closing, also while a closed conn still flushes). */
 MIO_EXTERN int mio_conn_set_idle_timeout(mio_conn *c, uint64_t ms);
+/* Stops (on false) or resumes (on true) reading this conn, whatever its own queue holds: for a
+ * proxy or a relay, whose source must wait while the destination's queue is above its high mark
+ * (mio_conn_pending / on_drain of the other conn). Reading also stops by itself above this conn's
+ * own high mark; both must allow it for on_read to run. Bytes that arrive while stopped wait in
+ * the kernel (its receive window pushes back on the peer) and are read after the resume. A peer's
+ * FIN is not seen while stopped. Returns 0, -EINVAL (NULL), -EPIPE (closing), or the -errno of a
+ * failed epoll change (the conn then closes). */
+MIO_EXTERN int mio_conn_set_reading(mio_conn *c, bool on);
 /* Closes with on_close(-ETIMEDOUT) ms from now whatever the traffic (unlike the idle timeout,
  * which received bytes push back): bounds, say, the time a peer takes to send a whole request.
  * A new call moves it; 0 clears it. Returns 0, -ENOMEM, or -EPIPE (closing). */

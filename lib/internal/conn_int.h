@@ -21,9 +21,11 @@ enum {
     MIO__CF_SHUT_REQ = 1u << 4,  /* mio_conn_shutdown called */
     MIO__CF_SHUT_DONE = 1u << 5, /* shutdown(SHUT_WR) issued */
     MIO__CF_TIMER = 1u << 6,     /* idle timer armed (x->timer valid) */
-    MIO__CF_LISTED = 1u << 7,    /* dying and in conn_ctx.dying (else found by the overflow walk) */
+    MIO__CF_LISTED = 1u << 7,    /* dying and in mio__conn_ctx.dying (else the overflow walk) */
     MIO__CF_STAGED = 1u << 8,    /* has bytes in the reactor's coalescing stage (then wq is empty) */
     MIO__CF_DEADLINE = 1u << 9,  /* deadline timer armed (x->deadline_timer valid) */
+    MIO__CF_CONNECTING = 1u << 10, /* mio_conn_connect in progress: writes queue, no reads */
+    MIO__CF_READ_OFF = 1u << 11,   /* mio_conn_set_reading(c, false): the user paused reading */
 };
 
 #define MIO__CONN_OPS_OWN 255u /* c->ops: the ops are x->own_ops (the intern table was full) */
@@ -42,6 +44,7 @@ struct mio__conn_ext {
     mio_timer_id timer;
     mio_timer_id deadline_timer;
     mio_conn_ops *own_ops; /* our own copy of the ops when c->ops == OPS_OWN, else NULL */
+    mio_conn_connect_fn on_connect; /* mio_conn_connect's, until the attempt ends */
     char *in;              /* the kept input tail, in_len bytes of in_cap; NULL when none */
     uint32_t in_len, in_cap;
     uint32_t in_limit; /* a kept tail must stay below this */
@@ -124,6 +127,12 @@ static inline const mio_conn_ops *mio__conn_ops(const mio_conn *c)
     return &mio__conn_ctx(c)->interned[c->ops];
 }
 
+/* The conn's input limit: a kept tail must stay below it. */
+static inline uint32_t mio__conn_in_limit(const mio_conn *c)
+{
+    return c->x != NULL ? c->x->in_limit : MIO__CONN_INPUT_LIMIT_DEFAULT;
+}
+
 /* Bytes in the write queue (not the stage). */
 static inline bool mio__conn_has_wq(const mio_conn *c)
 {
@@ -137,6 +146,13 @@ static inline bool mio__conn_holds_output(const mio_conn *c)
 }
 
 /* conn.c */
+/* Wraps fd (non-blocking already) in a conn with the given initial flags (0, or CONNECTING:
+ * registered for WRITABLE only). Returns 0 and *out, -ENOMEM, -EEXIST, -EBADF; on failure the fd
+ * is still the caller's. mio__conn_unadopt undoes it before any callback ran (the fd is closed). */
+int mio__conn_adopt(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, uint16_t flags,
+                    mio_conn **out);
+void mio__conn_unadopt(mio_conn *c);
+void mio__conn_clear_deadline(mio_conn *c);
 struct mio__conn_ext *mio__conn_ext(mio_conn *c);
 void mio__conn_teardown(mio_conn *c, int reason);
 int mio__conn_sync_interest(mio_conn *c);
@@ -144,25 +160,16 @@ int mio__conn_sync_interest(mio_conn *c);
  * conn died. */
 int mio__conn_flushed(mio_conn *c);
 
+/* conn_connect.c: the connecting conn's socket reported (writable: it did) */
+void mio__conn_connected(mio_conn *c, bool writable);
+
 /* conn_io.c */
 void mio__conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, void *arg);
-/* Writes iov at once (send/sendmsg), queueing what the socket did not take. */
-int mio__conn_write_now(mio_conn *c, const struct iovec *iov, int iovcnt);
-/* Copies iov into the stage. Returns 1 (staged), 0 (not staged: write it now) or -errno (the
- * conn failed while the stage made room). */
-int mio__conn_stage(mio_conn *c, const struct iovec *iov, int iovcnt, size_t total);
-/* Sends the conn's staged bytes (one sendmsg). Returns 0 or -errno (the conn then died). */
-int mio__conn_send_staged(mio_conn *c);
 /* Sends every conn's staged bytes; empties the stage. */
 void mio__conn_stage_flush(struct mio__conn_ctx *ctx);
 /* Forgets a dying conn's staged records. */
 void mio__conn_stage_drop(mio_conn *c);
 /* The conn's staged bytes. */
 size_t mio__conn_staged_bytes(const mio_conn *c);
-/* Writes the queue until it is empty or the socket is full; then the held-output bookkeeping. */
-void mio__conn_flush_queue(mio_conn *c);
-/* After output progressed: close or shut down when nothing is held, resume reading (on_drain)
- * at the low mark, keep the interest in line. */
-void mio__conn_output_progress(mio_conn *c);
 
 #endif

@@ -16,6 +16,10 @@
 int mio__reactor_slot_fd(const mio_reactor *r, uint32_t slot);
 mio_token mio__reactor_slot_token(const mio_reactor *r, uint32_t slot);
 
+/* The handler arg of a live token whose handler is io, or NULL (stale token, released slot, or
+ * another handler): how a layer turns a token that crossed threads back into its object. */
+void *mio__reactor_lookup(const mio_reactor *r, mio_token token, mio_io_fn io);
+
 /* The reactor's arena: allocate per-reactor objects (conns, write-queue chunks) from it. */
 mio__arena mio__reactor_arena(const mio_reactor *r);
 
@@ -40,8 +44,9 @@ int mio__reactor_set_source(mio_reactor *r, const struct mio__reactor_source *sr
 int mio__reactor_forget(mio_reactor *r, mio_token token);
 
 /* Any thread, after publishing work the reactor will find (with a release store or stronger):
- * writes the eventfd only if the reactor published SLEEPING and this caller wins wake_pending;
- * otherwise counts an elided wake. Returns true when it made the syscall. */
+ * writes the eventfd only if the reactor published SLEEPING and this caller wins the claim on the
+ * wake (the CAS SLEEPING -> WOKEN); otherwise counts an elided wake. Returns true when it made
+ * the syscall. */
 bool mio__reactor_wake(mio_reactor *r);
 /* Any thread: the reactor is not asleep in epoll_wait without a wake pending, so work published
  * now reaches it without a wake (a snapshot: it may fall asleep right after, and then
