@@ -353,6 +353,8 @@ static int conn_stage(mio_conn *c, const struct iovec *iov, int iovcnt, size_t t
         mio__conn_stage_flush(ctx); /* full: hand everything staged to the kernel now */
         if (c->flags & MIO__CF_DEAD)
             return -(int)c->dead_errno; /* its own staged bytes failed */
+        if (mio__conn_has_wq(c))
+            return 0; /* the socket left some of them queued: this write goes behind them */
         last = NULL;
     }
     if (last != NULL && last->c == c && last->off + last->len == ctx->stage_len) {
@@ -432,18 +434,21 @@ int mio_conn_writev(mio_conn *c, const struct iovec *iov, int iovcnt)
         return -EPIPE;
     if (total == 0)
         return 0;
-    if (mio__conn_has_wq(c) || (c->flags & MIO__CF_CONNECTING)) {
-        err = conn_enqueue(c, iov, iovcnt, 0); /* behind the queue, or until connected */
-        if (err == 0)
-            conn_check_high(c);
-        return err < 0 ? err : mio__conn_sync_interest(c);
+    if (!mio__conn_has_wq(c) && !(c->flags & MIO__CF_CONNECTING)) {
+        if (mio__reactor_in_loop(c->r)) {
+            err = conn_stage(c, iov, iovcnt, total);
+            if (err != 0)
+                return err < 0 ? err : 0;
+        }
+        /* Staging may have flushed a full stage, leaving some of this conn's bytes queued: then
+         * this write must go behind them, not past them. */
+        if (!mio__conn_has_wq(c))
+            return conn_send_gather(c, iov, iovcnt); /* at once; the leftover is queued */
     }
-    if (mio__reactor_in_loop(c->r)) {
-        err = conn_stage(c, iov, iovcnt, total);
-        if (err != 0)
-            return err < 0 ? err : 0;
-    }
-    return conn_send_gather(c, iov, iovcnt); /* at once; the socket's leftover is queued */
+    err = conn_enqueue(c, iov, iovcnt, 0); /* behind the queue, or until connected */
+    if (err == 0)
+        conn_check_high(c);
+    return err < 0 ? err : mio__conn_sync_interest(c);
 }
 
 int mio_conn_write(mio_conn *c, const void *data, size_t len)

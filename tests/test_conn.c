@@ -671,6 +671,63 @@ static void test_set_reading(void **state)
     close(cli);
 }
 
+/* ---- order across a full stage: a write after a partial flush goes behind the queue ---- */
+
+#define ORDER_CHUNK 8192
+#define ORDER_CHUNKS 40
+
+static unsigned char order_byte(size_t i)
+{
+    return (unsigned char)(i * 7u + i / 251u);
+}
+
+static void order_writes(mio_reactor *rr, void *arg)
+{
+    mio_conn *c = arg;
+    unsigned char buf[ORDER_CHUNK];
+
+    (void)rr;
+    /* 320 KiB in one task: the 64 KiB stage fills, its flush meets a full socket and queues the
+     * rest, and every later write must line up behind that queue. */
+    for (size_t k = 0; k < ORDER_CHUNKS; k++) {
+        for (size_t i = 0; i < ORDER_CHUNK; i++)
+            buf[i] = order_byte(k * ORDER_CHUNK + i);
+        assert_int_equal(mio_conn_write(c, buf, ORDER_CHUNK), 0);
+    }
+}
+
+static void test_order_across_full_stage(void **state)
+{
+    struct tconn t = {0};
+    int cli, srv, small = 4096;
+    size_t got = 0, total = (size_t)ORDER_CHUNK * ORDER_CHUNKS;
+    unsigned char buf[65536];
+    unsigned long long until = mio_test_now_ms() + 30000;
+
+    (void)state;
+    make_pair(&cli, &srv);
+    assert_int_equal(setsockopt(srv, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_int_equal(mio_conn_open(r, srv, &t_ops, &t, &t.c), 0);
+    assert_int_equal(mio_reactor_post(r, order_writes, t.c), 0);
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    while (got < total && mio_test_now_ms() < until) {
+        ssize_t n = recv(cli, buf, sizeof(buf), MSG_DONTWAIT);
+
+        if (n > 0) {
+            for (ssize_t i = 0; i < n; i++)
+                if (buf[i] != order_byte(got + (size_t)i))
+                    fail_msg("byte %zu out of order", got + (size_t)i);
+            got += (size_t)n;
+        } else {
+            assert_true(mio_reactor_run_once(r, 5) >= 0);
+        }
+    }
+    assert_int_equal(got, total);
+    mio_conn_close(t.c);
+    run_until_closed(&t);
+    close(cli);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -683,6 +740,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_many_in_one_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_reading, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_order_across_full_stage, setup, teardown),
     };
 
     mio_test_watchdog(280);
