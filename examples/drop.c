@@ -19,7 +19,7 @@
 
 #include "example_util.h"
 
-enum { SERVER = 0, SIGNALS = 1, CLIENT = 2 }; /* client i has token CLIENT + i */
+enum { SERVER = EXAMPLE_SERVER, SIGNALS = EXAMPLE_SIGNALS, CLIENT = 2 }; /* client i has token CLIENT + i */
 #define WINDOW 128                             /* self-test clients connecting at once */
 #define SELF_TEST_LIMIT_MS 120000
 
@@ -110,12 +110,11 @@ int main(int argc, char **argv)
     struct self_test t;
     struct example_accept acc;
     unsigned long long n;
-    mio_poll *poll = NULL;
-    mio_events *events = NULL;
+    struct example_loop l = {.sfd = -1, .fd = -1};
     mio_registry *reg;
     mio_addr addr;
     long accepted = 0;
-    int lfd = -1, sfd = -1, r, status = 1, sig = 0;
+    int lfd, sfd, r, status = 1, sig = 0;
     unsigned long long deadline;
 
     memset(&t, 0, sizeof t);
@@ -138,19 +137,11 @@ int main(int argc, char **argv)
         return 2;
     example_accept_init(&acc, "mio-drop");
 
-    if ((r = mio_poll_new(&poll)) < 0 || (r = mio_events_new(1024, &events)) < 0)
-        goto err;
-    reg = mio_poll_registry(poll);
-    if ((sfd = r = example_signalfd()) < 0 ||
-        (r = mio_registry_register(reg, sfd, SIGNALS, MIO_READABLE)) < 0)
-        goto err;
-    if ((lfd = r = mio_tcp_listener_bind(&addr)) < 0) {
-        fprintf(stderr, "mio-drop: bind %s: %s\n", listen_text, mio_strerror(r));
+    if ((r = example_loop_open(&l, "mio-drop", 1024, mio_tcp_listener_bind, &addr, listen_text)) < 0)
         goto out;
-    }
-    if ((r = mio_registry_register(reg, lfd, SERVER, MIO_READABLE)) < 0 ||
-        (r = example_print_bound(lfd)) < 0)
-        goto err;
+    reg = l.reg;
+    lfd = l.fd;
+    sfd = l.sfd;
     if (t.n > 0) {
         t.fds = calloc((size_t)t.n, sizeof *t.fds);
         if (t.fds == NULL) {
@@ -163,7 +154,7 @@ int main(int argc, char **argv)
 
     deadline = example_now_ms() + SELF_TEST_LIMIT_MS;
     while (sig == 0 && !(t.n > 0 && accepted >= t.n && t.done == t.n)) {
-        r = mio_poll_poll(poll, events, example_accept_timeout(&acc, t.n > 0 ? 1000 : -1));
+        r = mio_poll_poll(l.poll, l.events, example_accept_timeout(&acc, t.n > 0 ? 1000 : -1));
         if (r == -EINTR)
             continue;
         if (r < 0)
@@ -173,7 +164,7 @@ int main(int argc, char **argv)
                     accepted, t.done, t.n);
             goto out;
         }
-        MIO_EVENTS_FOREACH(const mio_event *ev, events)
+        MIO_EVENTS_FOREACH(const mio_event *ev, l.events)
         {
             mio_token tok = mio_event_token(ev);
             if (tok == SERVER) {
@@ -210,11 +201,6 @@ out:
                 close(t.fds[i]);
         free(t.fds);
     }
-    if (lfd >= 0)
-        close(lfd);
-    if (sfd >= 0)
-        close(sfd);
-    mio_events_free(events);
-    mio_poll_free(poll);
+    example_loop_close(&l);
     return status;
 }

@@ -22,7 +22,7 @@
 
 #include "example_util.h"
 
-enum { SERVER = 0, SIGNALS = 1, CONN_BASE = 2 };
+enum { SERVER = EXAMPLE_SERVER, SIGNALS = EXAMPLE_SIGNALS, CONN_BASE = 2 };
 #define BUF_SIZE 65536
 
 struct conn {
@@ -209,12 +209,11 @@ int main(int argc, char **argv)
     struct table t = {NULL, 0, -1, 0};
     struct stats st = {0, 0, 0};
     struct example_accept acc;
-    mio_poll *poll = NULL;
-    mio_events *events = NULL;
+    struct example_loop l = {.sfd = -1, .fd = -1};
     mio_registry *reg;
     mio_addr addr;
     char *buf = NULL;
-    int lfd = -1, sfd = -1, r, status = 1, sig = 0;
+    int lfd, sfd, r, status = 1, sig = 0;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -235,27 +234,19 @@ int main(int argc, char **argv)
         r = -ENOMEM;
         goto err;
     }
-    if ((r = mio_poll_new(&poll)) < 0 || (r = mio_events_new(1024, &events)) < 0)
-        goto err;
-    reg = mio_poll_registry(poll);
-    if ((sfd = r = example_signalfd()) < 0 ||
-        (r = mio_registry_register(reg, sfd, SIGNALS, MIO_READABLE)) < 0)
-        goto err;
-    if ((lfd = r = mio_tcp_listener_bind(&addr)) < 0) {
-        fprintf(stderr, "mio-echo: bind %s: %s\n", listen_text, mio_strerror(r));
+    if ((r = example_loop_open(&l, "mio-echo", 1024, mio_tcp_listener_bind, &addr, listen_text)) < 0)
         goto out;
-    }
-    if ((r = mio_registry_register(reg, lfd, SERVER, MIO_READABLE)) < 0 ||
-        (r = example_print_bound(lfd)) < 0)
-        goto err;
+    reg = l.reg;
+    lfd = l.fd;
+    sfd = l.sfd;
 
     while (sig == 0) {
-        r = mio_poll_poll(poll, events, example_accept_timeout(&acc, -1));
+        r = mio_poll_poll(l.poll, l.events, example_accept_timeout(&acc, -1));
         if (r == -EINTR)
             continue;
         if (r < 0)
             goto err;
-        MIO_EVENTS_FOREACH(const mio_event *ev, events)
+        MIO_EVENTS_FOREACH(const mio_event *ev, l.events)
         {
             mio_token tok = mio_event_token(ev);
             if (tok == SERVER) {
@@ -292,11 +283,6 @@ out:
         }
     free(t.slots);
     free(buf);
-    if (lfd >= 0)
-        close(lfd);
-    if (sfd >= 0)
-        close(sfd);
-    mio_events_free(events);
-    mio_poll_free(poll);
+    example_loop_close(&l);
     return status;
 }

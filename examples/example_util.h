@@ -116,6 +116,58 @@ static inline int example_print_bound(int fd)
     return 0;
 }
 
+/* What every single-threaded example sets up first: one mio_poll and its events, SIGINT/SIGTERM
+ * as a signalfd registered with token EXAMPLE_SIGNALS, and one socket bound by bind_fn at addr,
+ * registered READABLE with token EXAMPLE_SERVER, its address printed as the first line. */
+enum { EXAMPLE_SERVER = 0, EXAMPLE_SIGNALS = 1 };
+
+struct example_loop {
+    mio_poll *poll;
+    mio_events *events;
+    mio_registry *reg;
+    int sfd, fd;
+};
+
+/* Sets l up (events of capacity cap). Returns 0, or -errno after printing one line naming prog
+ * (and the address text when the bind failed); the caller then calls example_loop_close and exits
+ * with status 1. */
+static inline int example_loop_open(struct example_loop *l, const char *prog, unsigned cap,
+                                    int (*bind_fn)(const mio_addr *), const mio_addr *addr,
+                                    const char *text)
+{
+    int r;
+
+    *l = (struct example_loop){.sfd = -1, .fd = -1};
+    if ((r = mio_poll_new(&l->poll)) < 0 || (r = mio_events_new(cap, &l->events)) < 0)
+        goto err;
+    l->reg = mio_poll_registry(l->poll);
+    if ((l->sfd = r = example_signalfd()) < 0 ||
+        (r = mio_registry_register(l->reg, l->sfd, EXAMPLE_SIGNALS, MIO_READABLE)) < 0)
+        goto err;
+    if ((l->fd = r = bind_fn(addr)) < 0) {
+        fprintf(stderr, "%s: bind %s: %s\n", prog, text, mio_strerror(r));
+        return r;
+    }
+    if ((r = mio_registry_register(l->reg, l->fd, EXAMPLE_SERVER, MIO_READABLE)) < 0 ||
+        (r = example_print_bound(l->fd)) < 0)
+        goto err;
+    return 0;
+err:
+    fprintf(stderr, "%s: %s\n", prog, mio_strerror(r));
+    return r;
+}
+
+/* Closes what example_loop_open set up (any part of it). */
+static inline void example_loop_close(struct example_loop *l)
+{
+    if (l->fd >= 0)
+        close(l->fd);
+    if (l->sfd >= 0)
+        close(l->sfd);
+    mio_events_free(l->events);
+    mio_poll_free(l->poll);
+}
+
 static inline unsigned long long example_now_ms(void)
 {
     struct timespec ts;

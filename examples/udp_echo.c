@@ -17,7 +17,7 @@
 
 #include "example_util.h"
 
-enum { UDP = 0, SIGNALS = 1 };
+enum { UDP = EXAMPLE_SERVER, SIGNALS = EXAMPLE_SIGNALS };
 #define DGRAM_MAX 65536
 
 static void usage(FILE *f)
@@ -32,12 +32,10 @@ int main(int argc, char **argv)
 {
     const char *listen_text = "127.0.0.1:9000";
     unsigned long long echoed = 0, dropped = 0, bytes = 0;
-    mio_poll *poll = NULL;
-    mio_events *events = NULL;
-    mio_registry *reg;
+    struct example_loop l = {.sfd = -1, .fd = -1};
     mio_addr addr, from;
     char *buf = NULL;
-    int ufd = -1, sfd = -1, r, status = 1, sig = 0;
+    int ufd, sfd, r, status = 1, sig = 0;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -57,27 +55,18 @@ int main(int argc, char **argv)
         r = -ENOMEM;
         goto err;
     }
-    if ((r = mio_poll_new(&poll)) < 0 || (r = mio_events_new(64, &events)) < 0)
-        goto err;
-    reg = mio_poll_registry(poll);
-    if ((sfd = r = example_signalfd()) < 0 ||
-        (r = mio_registry_register(reg, sfd, SIGNALS, MIO_READABLE)) < 0)
-        goto err;
-    if ((ufd = r = mio_udp_bind(&addr)) < 0) {
-        fprintf(stderr, "mio-udp-echo: bind %s: %s\n", listen_text, mio_strerror(r));
+    if ((r = example_loop_open(&l, "mio-udp-echo", 64, mio_udp_bind, &addr, listen_text)) < 0)
         goto out;
-    }
-    if ((r = mio_registry_register(reg, ufd, UDP, MIO_READABLE)) < 0 ||
-        (r = example_print_bound(ufd)) < 0)
-        goto err;
+    ufd = l.fd;
+    sfd = l.sfd;
 
     while (sig == 0) {
-        r = mio_poll_poll(poll, events, -1);
+        r = mio_poll_poll(l.poll, l.events, -1);
         if (r == -EINTR)
             continue;
         if (r < 0)
             goto err;
-        MIO_EVENTS_FOREACH(const mio_event *ev, events)
+        MIO_EVENTS_FOREACH(const mio_event *ev, l.events)
         {
             if (mio_event_token(ev) == SIGNALS) {
                 sig = example_signal_read(sfd);
@@ -114,11 +103,6 @@ err:
     fprintf(stderr, "mio-udp-echo: %s\n", mio_strerror(r));
 out:
     free(buf);
-    if (ufd >= 0)
-        close(ufd);
-    if (sfd >= 0)
-        close(sfd);
-    mio_events_free(events);
-    mio_poll_free(poll);
+    example_loop_close(&l);
     return status;
 }
