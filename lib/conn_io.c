@@ -244,7 +244,7 @@ static void conn_unstage(mio_conn *c)
     for (unsigned i = 0; i < ctx->nrecs; i++)
         if (ctx->recs[i].c == c)
             ctx->recs[i].c = NULL;
-    c->flags &= (uint16_t)~MIO__CF_STAGED;
+    c->flags &= (uint16_t)~(MIO__CF_STAGED | MIO__CF_SPLIT);
 }
 
 void mio__conn_stage_drop(mio_conn *c)
@@ -267,13 +267,40 @@ size_t mio__conn_staged_bytes(const mio_conn *c)
     return n;
 }
 
+/* After a send of iov[0..n) (total bytes) returned sent: tears the conn down on a failure, else
+ * queues what the socket did not take, then rest[0..rest_cnt), in order, before the stage lets go
+ * of the conn's staged bytes. Returns 0 or -errno (the conn then died). */
+static int conn_after_send(mio_conn *c, const struct iovec *iov, int n, size_t total, ssize_t sent,
+                           const struct iovec *rest, int rest_cnt)
+{
+    int err;
+
+    if (sent < 0 && sent != -EAGAIN) {
+        mio__conn_stage_drop(c);
+        mio__conn_teardown(c, (int)sent);
+        return (int)sent;
+    }
+    if (sent == (ssize_t)total && rest_cnt == 0) {
+        mio__conn_stage_drop(c); /* all sent: the common case */
+        return 0;
+    }
+    err = conn_enqueue(c, iov, n, sent > 0 ? (size_t)sent : 0);
+    if (err == 0 && rest_cnt > 0)
+        err = conn_enqueue(c, rest, rest_cnt, 0);
+    mio__conn_stage_drop(c);
+    if (err < 0)
+        return err;
+    conn_check_high(c);
+    return mio__conn_sync_interest(c);
+}
+
 /* Sends the conn's staged bytes followed by extra[0..extra_cnt) in one send/sendmsg, and queues
  * whatever the socket did not take, in order. Returns 0 or the -errno of a failed send or of a
  * queue that could not grow (the conn is then torn down). */
 static int conn_send_gather(mio_conn *c, const struct iovec *extra, int extra_cnt)
 {
     struct iovec iov[IOV_MAX];
-    int n = 0, ex = 0, err = 0;
+    int n = 0, ex = 0;
     size_t total = 0;
     ssize_t sent;
 
@@ -296,24 +323,8 @@ static int conn_send_gather(mio_conn *c, const struct iovec *extra, int extra_cn
         sent = n == 1 ? mio_send(mio__conn_fd(c), iov[0].iov_base, iov[0].iov_len)
                       : mio_sendv(mio__conn_fd(c), iov, n);
     while (sent == -EINTR);
-    if (sent < 0 && sent != -EAGAIN) {
-        mio__conn_stage_drop(c);
-        mio__conn_teardown(c, (int)sent);
-        return (int)sent;
-    }
-    if (sent == (ssize_t)total && ex == extra_cnt) {
-        mio__conn_stage_drop(c); /* all sent: the common case */
-        return 0;
-    }
-    /* Queue the rest before the stage lets go of the staged bytes. */
-    err = conn_enqueue(c, iov, n, sent > 0 ? (size_t)sent : 0);
-    if (err == 0 && ex < extra_cnt)
-        err = conn_enqueue(c, extra + ex, extra_cnt - ex, 0);
-    mio__conn_stage_drop(c);
-    if (err < 0)
-        return err;
-    conn_check_high(c);
-    return mio__conn_sync_interest(c);
+    return conn_after_send(c, iov, n, total, sent, ex < extra_cnt ? extra + ex : NULL,
+                           extra_cnt - ex);
 }
 
 /* Sends the conn's staged bytes (one send/sendmsg). Returns 0 or -errno (the conn then died). */
@@ -326,12 +337,32 @@ static int conn_send_staged(mio_conn *c)
     return err;
 }
 
+/* A conn whose staged bytes are one record (one write, or writes no other conn's came between:
+ * nearly always) sends it without searching the records or building an iovec array. */
+static int conn_send_record(mio_conn *c, struct mio__stage_rec *rec, const char *stage)
+{
+    struct iovec iov = {(void *)(stage + rec->off), rec->len};
+    ssize_t sent;
+
+    if (c->flags & MIO__CF_SPLIT)
+        return conn_send_staged(c);
+    do
+        sent = mio_send(mio__conn_fd(c), iov.iov_base, iov.iov_len);
+    while (sent == -EINTR);
+    if (sent == (ssize_t)iov.iov_len) {
+        rec->c = NULL;
+        c->flags &= (uint16_t)~MIO__CF_STAGED;
+        return mio__conn_flushed(c); /* a close or shutdown waited for these bytes */
+    }
+    return conn_after_send(c, &iov, 1, iov.iov_len, sent, NULL, 0); /* short, full or failed */
+}
+
 void mio__conn_stage_flush(struct mio__conn_ctx *ctx)
 {
     /* A send may tear its conn down, which only drops that conn's records. */
     for (unsigned i = 0; i < ctx->nrecs; i++)
         if (ctx->recs[i].c != NULL)
-            (void)conn_send_staged(ctx->recs[i].c);
+            (void)conn_send_record(ctx->recs[i].c, &ctx->recs[i], ctx->stage);
     ctx->nrecs = 0;
     ctx->stage_len = 0;
 }
@@ -360,6 +391,8 @@ static int conn_stage(mio_conn *c, const struct iovec *iov, int iovcnt, size_t t
     if (last != NULL && last->c == c && last->off + last->len == ctx->stage_len) {
         last->len += (uint32_t)total;
     } else {
+        if (c->flags & MIO__CF_STAGED)
+            c->flags |= MIO__CF_SPLIT;
         ctx->recs[ctx->nrecs++] = (struct mio__stage_rec){c, ctx->stage_len, (uint32_t)total};
     }
     for (int i = 0; i < iovcnt; i++) {

@@ -728,6 +728,173 @@ static void test_order_across_full_stage(void **state)
     close(cli);
 }
 
+static void order_writes_one(mio_reactor *rr, void *arg)
+{
+    (void)rr;
+    assert_int_equal(mio_conn_write(arg, "one;", 4), 0);
+}
+/* ---- records split by another conn's writes: each conn still gets its bytes in order ---- */
+
+struct split_job {
+    mio_conn *a, *b;
+    int round;
+    bool close_a; /* close a after its writes: the close must wait for all three records */
+};
+
+static void split_writes(mio_reactor *rr, void *arg)
+{
+    struct split_job *j = arg;
+    char text[32];
+
+    (void)rr;
+    /* a, b, a, b, a: a's bytes lie in three records of the stage, b's in two */
+    for (int i = 0; i < 5; i++) {
+        mio_conn *c = i % 2 == 0 ? j->a : j->b;
+        int n = snprintf(text, sizeof(text), "%c%d.%d;", i % 2 == 0 ? 'a' : 'b', j->round, i);
+
+        assert_int_equal(mio_conn_write(c, text, (size_t)n), 0);
+    }
+    if (j->close_a)
+        mio_conn_close(j->a);
+}
+
+static void expect_bytes(int fd, const char *want)
+{
+    size_t len = strlen(want), got = 0;
+    char buf[256];
+    unsigned long long until = mio_test_now_ms() + 10000;
+
+    while (got < len && mio_test_now_ms() < until) {
+        ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, MSG_DONTWAIT);
+
+        if (n > 0)
+            got += (size_t)n;
+        else
+            assert_true(mio_reactor_run_once(r, 5) >= 0);
+    }
+    buf[got] = '\0';
+    assert_string_equal(buf, want);
+}
+
+static void test_split_records(void **state)
+{
+    struct tconn ta = {0}, tb = {0};
+    struct split_job j = {0};
+    int ca, sa, cb, sb;
+    char buf_eof[8];
+
+    (void)state;
+    make_pair(&ca, &sa);
+    make_pair(&cb, &sb);
+    assert_int_equal(mio_conn_open(r, sa, &t_ops, &ta, &ta.c), 0);
+    assert_int_equal(mio_conn_open(r, sb, &t_ops, &tb, &tb.c), 0);
+    j.a = ta.c;
+    j.b = tb.c;
+    for (j.round = 0; j.round < 3; j.round++) {
+        char wa[64], wb[64];
+
+        snprintf(wa, sizeof(wa), "a%d.0;a%d.2;a%d.4;", j.round, j.round, j.round);
+        snprintf(wb, sizeof(wb), "b%d.1;b%d.3;", j.round, j.round);
+        assert_int_equal(mio_reactor_post(r, split_writes, &j), 0);
+        assert_true(mio_reactor_run_once(r, 0) >= 0);
+        assert_int_equal(mio_conn_pending(ta.c), 0); /* all sent at the task's settle point */
+        assert_int_equal(mio_conn_pending(tb.c), 0);
+        expect_bytes(ca, wa);
+        expect_bytes(cb, wb);
+        /* one record alone the next time: a plain write from a task */
+        assert_int_equal(mio_reactor_post(r, order_writes_one, ta.c), 0);
+        assert_true(mio_reactor_run_once(r, 0) >= 0);
+        expect_bytes(ca, "one;");
+    }
+    /* closed in the task right after its split writes: every byte, then EOF */
+    j.close_a = true;
+    assert_int_equal(mio_reactor_post(r, split_writes, &j), 0);
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    expect_bytes(ca, "a3.0;a3.2;a3.4;");
+    expect_bytes(cb, "b3.1;b3.3;");
+    run_until_closed(&ta);
+    assert_int_equal(ta.reason, 0);
+    assert_int_equal(recv(ca, buf_eof, sizeof(buf_eof), 0), 0);
+    mio_conn_close(tb.c);
+    run_until_closed(&tb);
+    close(ca);
+    close(cb);
+}
+
+/* a's records split by b's write, and the socket takes only part of the first: the rest of it
+ * and a's later record are queued in order, none dropped */
+#define SPLIT_BIG 12000
+
+static void split_big_writes(mio_reactor *rr, void *arg)
+{
+    struct split_job *j = arg;
+    unsigned char buf[SPLIT_BIG];
+
+    (void)rr;
+    for (int part = 0; part < 2; part++) {
+        for (size_t i = 0; i < SPLIT_BIG; i++)
+            buf[i] = order_byte((size_t)part * SPLIT_BIG + i);
+        assert_int_equal(mio_conn_write(j->a, buf, SPLIT_BIG), 0);
+        if (part == 0)
+            assert_int_equal(mio_conn_write(j->b, "b", 1), 0);
+    }
+}
+
+static void test_split_records_short_send(void **state)
+{
+    struct tconn ta = {0}, tb = {0};
+    struct split_job j = {0};
+    int ca, sa, cb, sb, small = 4096, rcv = 4096;
+    size_t got = 0, pre = 0;
+    unsigned char buf[4096];
+    unsigned long long until = mio_test_now_ms() + 30000;
+
+    (void)state;
+    make_pair(&ca, &sa);
+    make_pair(&cb, &sb);
+    assert_int_equal(setsockopt(sa, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_int_equal(setsockopt(ca, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)), 0);
+    assert_int_equal(mio_conn_open(r, sa, &t_ops, &ta, &ta.c), 0);
+    assert_int_equal(mio_conn_open(r, sb, &t_ops, &tb, &tb.c), 0);
+    /* fill a's socket first (zero bytes), so that the stage's send is refused or short */
+    memset(buf, 0, sizeof(buf));
+    for (;;) {
+        ssize_t n = send(sa, buf, sizeof(buf), MSG_DONTWAIT | MSG_NOSIGNAL);
+
+        if (n <= 0)
+            break;
+        pre += (size_t)n;
+    }
+    j.a = ta.c;
+    j.b = tb.c;
+    assert_int_equal(mio_reactor_post(r, split_big_writes, &j), 0);
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    assert_true(mio_conn_pending(ta.c) > 0); /* the full socket took little or none of it */
+    while (got < pre + 2 * SPLIT_BIG && mio_test_now_ms() < until) {
+        ssize_t n = recv(ca, buf, sizeof(buf), MSG_DONTWAIT);
+
+        if (n > 0) {
+            for (ssize_t i = 0; i < n; i++) {
+                size_t at = got + (size_t)i;
+
+                if (buf[i] != (at < pre ? 0 : order_byte(at - pre)))
+                    fail_msg("byte %zu out of order", at);
+            }
+            got += (size_t)n;
+        } else {
+            assert_true(mio_reactor_run_once(r, 5) >= 0);
+        }
+    }
+    assert_int_equal(got, pre + 2 * SPLIT_BIG);
+    expect_bytes(cb, "b");
+    mio_conn_close(ta.c);
+    mio_conn_close(tb.c);
+    run_until_closed(&ta);
+    run_until_closed(&tb);
+    close(ca);
+    close(cb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -741,6 +908,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_many_in_one_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_order_across_full_stage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_split_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_split_records_short_send, setup, teardown),
     };
 
     mio_test_watchdog(280);

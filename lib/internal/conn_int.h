@@ -26,6 +26,7 @@ enum {
     MIO__CF_DEADLINE = 1u << 9,  /* deadline timer armed (x->deadline_timer valid) */
     MIO__CF_CONNECTING = 1u << 10, /* mio_conn_connect in progress: writes queue, no reads */
     MIO__CF_READ_OFF = 1u << 11,   /* mio_conn_set_reading(c, false): the user paused reading */
+    MIO__CF_SPLIT = 1u << 12,      /* staged in more than one record (other conns wrote between) */
 };
 
 #define MIO__CONN_OPS_OWN 255u /* c->ops: the ops are x->own_ops (the intern table was full) */
