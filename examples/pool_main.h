@@ -204,8 +204,10 @@ static int pool_main_prog(int argc, char **argv, const struct pool_main_prog *pr
             continue;
         if (si.ssi_signo == SIGUSR1) {
             pool_main_stats(pool);
-            if (prog->stats != NULL)
+            if (prog->stats != NULL) {
                 prog->stats(pool);
+                fflush(stdout);
+            }
             continue;
         }
         break;
