@@ -10,8 +10,10 @@
  * must not be the receiver, and its sequence number must follow the last one this receiver had
  * from that sender (a lost, duplicated or reordered line counts as an error). At the end (duration
  * or SIGINT) sending stops and what is owed gets --drain seconds to arrive.
- * Output: one key=value line on stdout: mode=chat ... delivered=D msgs_per_s=D/duration ...
- * (D = lines received by all clients while sending lasted). Exit 0 when every line arrived in
+ * Output: "phase=ready" once the sync is done and the measured run starts, "phase=stop" when
+ * sending stops (a driver takes the server's counters at both), then one key=value line:
+ * mode=chat ... msgs=D msgs_per_s=D/duration ... (D = lines received by all clients while
+ * sending lasted). Exit 0 when every line arrived in
  * order and no connection failed, 1 otherwise, 2 for bad usage. */
 #include <signal.h>
 #include <stdio.h>
@@ -274,6 +276,8 @@ int main(int argc, char **argv)
         if (syncing && synced == opt.conns - 1) { /* every client but the sync's sender */
             syncing = false;
             t_start = now; /* the measured run starts here */
+            printf("phase=ready conns=%llu\n", opt.conns);
+            fflush(stdout);
         } else if (syncing && now - t_sync >= SYNC_MS) {
             if (now - t_start > 10000) {
                 fprintf(stderr, "mio-chat-load: only %u of %llu clients synced in 10 s\n", synced,
@@ -287,6 +291,8 @@ int main(int argc, char **argv)
             t_stop = now;
             delivered_at_stop = delivered;
             deadline = now + (uint64_t)(opt.drain * 1000);
+            printf("phase=stop delivered=%llu\n", delivered);
+            fflush(stdout);
         }
         if (t_stop != 0 && (delivered == sent * (opt.conns - 1) || now >= deadline))
             break;
