@@ -19,7 +19,10 @@
  * - Cross-worker backlog: bytes posted and not yet delivered by every worker are counted; above
  *   BACKLOG_MAX a sender's reading pauses (its kernel buffers push back on it) until the workers
  *   catch up. Memory thus stays within about clients x (max-pending + 64 KiB + max-line) plus
- *   BACKLOG_MAX. */
+ *   BACKLOG_MAX.
+ * - Stats (SIGUSR1, and after the stop): per worker, the spans it posted to other workers and
+ *   the posted spans it delivered, with its reactor's wake counters: wakes per cross-worker
+ *   message is reactor_wakes / posted, summed over the workers (bench/run-bench's chat section). */
 #include <stdatomic.h>
 #include <sys/socket.h>
 
@@ -44,6 +47,7 @@ struct client {
 
 struct worker {
     struct client clients; /* list head (a sentinel): this worker's clients */
+    unsigned index;
 };
 
 struct msg { /* a span of lines on its way to the other workers */
@@ -58,6 +62,12 @@ struct msg { /* a span of lines on its way to the other workers */
 static _Atomic(mio_reactor *) workers[MAX_WORKERS];
 static atomic_uint nworkers;  /* highest index started + 1 */
 static atomic_size_t backlog; /* bytes of live messages, MSG_OVERHEAD each included */
+/* Per worker, written by its own thread, read by chat_stats: relaxed counts that publish nothing.
+ */
+static struct {
+    atomic_ullong posted;    /* spans posted to other workers (one per worker and read) */
+    atomic_ullong delivered; /* spans from other workers delivered here */
+} counts[MAX_WORKERS];
 
 static void worker_start(mio_reactor *r, unsigned index, void *arg)
 {
@@ -70,6 +80,7 @@ static void worker_start(mio_reactor *r, unsigned index, void *arg)
         return;
     }
     w->clients.prev = w->clients.next = &w->clients;
+    w->index = index;
     mio_reactor_set_data(r, w);
     /* release: publishes w (set as the reactor's data) to fan_out's acquire load */
     atomic_store_explicit(&workers[index], r, memory_order_release);
@@ -117,11 +128,18 @@ static void msg_unref(struct msg *m)
     }
 }
 
+static void count(atomic_ullong *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
 static void deliver(mio_reactor *r, void *arg) /* a task, on the receiving worker */
 {
     struct msg *m = arg;
+    struct worker *w = mio_reactor_data(r);
 
-    broadcast(mio_reactor_data(r), NULL, m->data, m->len);
+    broadcast(w, NULL, m->data, m->len);
+    count(&counts[w->index].delivered);
     msg_unref(m);
 }
 
@@ -129,10 +147,11 @@ static void deliver(mio_reactor *r, void *arg) /* a task, on the receiving worke
 static bool fan_out(struct client *from, const char *data, size_t len)
 {
     mio_reactor *self = mio_conn_reactor(from->conn);
+    struct worker *w = mio_reactor_data(self);
     unsigned n = atomic_load(&nworkers);
     struct msg *m = NULL;
 
-    broadcast(mio_reactor_data(self), from, data, len);
+    broadcast(w, from, data, len);
     for (unsigned i = 0; i < n; i++) {
         /* acquire: pairs with worker_start's release (the worker's data is set) */
         mio_reactor *r = atomic_load_explicit(&workers[i], memory_order_acquire);
@@ -150,6 +169,8 @@ static bool fan_out(struct client *from, const char *data, size_t len)
         atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
         if (mio_reactor_post(r, deliver, m) < 0) /* -EAGAIN: ruled out by BACKLOG_MAX */
             atomic_fetch_sub_explicit(&m->refs, 1, memory_order_relaxed);
+        else
+            count(&counts[w->index].posted);
     }
     if (m != NULL)
         msg_unref(m);
@@ -211,6 +232,23 @@ static void chat_close(mio_conn *c, int reason, void *arg)
 
 static const mio_conn_ops chat_ops = {chat_read, chat_close, NULL};
 
+/* Main thread (SIGUSR1, and after the stop): one line per worker. */
+static void chat_stats(mio_pool *pool)
+{
+    for (unsigned i = 0; i < mio_pool_workers(pool) && i < MAX_WORKERS; i++) {
+        struct mio_reactor_stats st;
+
+        if (mio_reactor_stats(mio_pool_worker(pool, i), &st) < 0)
+            continue;
+        printf("chat worker=%u posted=%llu delivered=%llu reactor_wakes=%llu "
+               "reactor_wakes_elided=%llu sleeps=%llu tasks_run=%llu\n",
+               i, atomic_load_explicit(&counts[i].posted, memory_order_relaxed),
+               atomic_load_explicit(&counts[i].delivered, memory_order_relaxed),
+               (unsigned long long)st.wakes_performed, (unsigned long long)st.wakes_elided,
+               (unsigned long long)st.sleeps, (unsigned long long)st.tasks_run);
+    }
+}
+
 static void on_accept(mio_reactor *worker, int fd, const mio_addr *peer, void *arg)
 {
     struct worker *w = mio_reactor_data(worker);
@@ -244,7 +282,7 @@ int main(int argc, char **argv)
         .accept = on_accept,
         .nums = nums,
         .opts = {.nodelay = true, .on_worker_start = worker_start, .on_worker_stop = worker_stop},
-        .pool_run = true,
+        .stats = chat_stats,
     };
 
     return pool_main_prog(argc, argv, &prog);

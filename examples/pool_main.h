@@ -40,6 +40,8 @@ struct pool_main_prog {
     mio_pool_opts opts;               /* hooks, nodelay, ...; --workers/--mode/--balance/--pin
                                          override their fields */
     bool pool_run;                    /* wait in mio_pool_run (SIGINT/SIGTERM; no SIGUSR1 stats) */
+    void (*stats)(mio_pool *pool);    /* optional: the program's own stats lines on stdout, after
+                                         the per-worker ones on SIGUSR1 and after the stop */
 };
 
 static void pool_main_usage(FILE *f, const char *prog, const struct pool_main_prog *p)
@@ -202,6 +204,10 @@ static int pool_main_prog(int argc, char **argv, const struct pool_main_prog *pr
             continue;
         if (si.ssi_signo == SIGUSR1) {
             pool_main_stats(pool);
+            if (prog->stats != NULL) {
+                prog->stats(pool);
+                fflush(stdout);
+            }
             continue;
         }
         break;
@@ -221,6 +227,8 @@ static int pool_main_prog(int argc, char **argv, const struct pool_main_prog *pr
         }
         printf("stopped: workers=%u accepted=%llu emfile=%llu accept_errors=%llu\n",
                mio_pool_workers(pool), accepted, emfile, errors);
+        if (prog->stats != NULL)
+            prog->stats(pool); /* the workers are stopped; their reactors live until the free */
         fflush(stdout);
     }
     mio_pool_free(pool);

@@ -5,11 +5,13 @@
  *
  * Back-pressure: a destination whose queue passes HIGH_MARK stops the reading of its source
  * (mio_conn_set_reading) until the queue is back at LOW_MARK, so each direction holds at most
- * about HIGH_MARK plus one read, whatever the peers do. The directions must stay independent (a
- * client that stops reading for a while must not stop its requests reaching the upstream, whose
- * answers it will read later), so the library's own pause, which stops reading a conn whose own
- * queue is above its high mark, is turned off with marks of SIZE_MAX. That also turns off
- * on_drain, so a held pair polls the queue every WATCH_MS instead.
+ * HIGH_MARK plus one read (64 KiB), whatever the peers do. The directions must stay independent
+ * (a client that stops reading for a while must not stop its requests reaching the upstream,
+ * whose answers it will read later), so the library's own pause, which stops reading a conn whose
+ * own queue is above its high mark, must never act: it cannot, for that bound stays below the
+ * library's default high mark (1 MiB), and the default marks cost no memory per conn where set
+ * ones would. Without a high mark passed there is no on_drain either, so a held pair polls the
+ * queue every WATCH_MS instead.
  *
  * Half-close: a side's FIN is passed on as mio_conn_shutdown of the other side (FIN once its
  * queue is out); when both directions have ended both sides close, their queues flushed. A failed
@@ -20,7 +22,7 @@
 #include "pool_main.h"
 
 #define LOW_MARK (64u * 1024)
-#define HIGH_MARK (256u * 1024)
+#define HIGH_MARK (256u * 1024) /* + one read: below the library's default high mark, 1 MiB */
 #define FLUSH_MS 5000 /* a closing side gets this long to take its queued bytes */
 #define WATCH_MS 2    /* how often a held pair looks whether its destination drained */
 #define MAX_UPSTREAMS 64
@@ -130,15 +132,12 @@ static void on_accept(mio_reactor *worker, int fd, const mio_addr *peer, void *a
         close(fd);
         return;
     }
-    if (mio_conn_set_watermarks(p->side[CLIENT], SIZE_MAX, SIZE_MAX) < 0 ||
-        mio_conn_connect(worker, up, &relay_ops, NULL, p, connect_timeout_ms, &p->side[UPSTREAM]) <
-            0) {
+    if (mio_conn_connect(worker, up, &relay_ops, NULL, p, connect_timeout_ms,
+                         &p->side[UPSTREAM]) < 0) {
         mio_conn_close(p->side[CLIENT]); /* its on_close frees p */
         return;
     }
     (void)mio_tcp_set_nodelay(mio_conn_fd(p->side[UPSTREAM]), true); /* as the listener's */
-    if (mio_conn_set_watermarks(p->side[UPSTREAM], SIZE_MAX, SIZE_MAX) < 0)
-        close_side(p, UPSTREAM);
 }
 
 /* --upstream ADDR[,ADDR...] (repeatable; the list, an argv string, is cut at its commas).
