@@ -45,6 +45,19 @@ struct mio__conn_ext *mio__conn_ext(mio_conn *c)
     return x;
 }
 
+void mio__conn_ext_trim(mio_conn *c)
+{
+    struct mio__conn_ext *x = c->x;
+
+    if (x == NULL || (c->flags & (MIO__CF_TIMER | MIO__CF_DEADLINE)) || x->idle_ms != 0 ||
+        !mio__wq_is_empty(&x->wq) || x->low != MIO__CONN_LOW_DEFAULT ||
+        x->high != MIO__CONN_HIGH_DEFAULT || x->own_ops != NULL || x->on_connect != NULL ||
+        x->in != NULL || x->in_limit != MIO__CONN_INPUT_LIMIT_DEFAULT)
+        return;
+    mio__free(mio__reactor_arena(c->r), x);
+    c->x = NULL;
+}
+
 static void conn_release(mio_conn *c)
 {
     mio__arena arena = mio__reactor_arena(c->r);

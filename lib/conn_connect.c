@@ -76,6 +76,10 @@ void mio__conn_connected(mio_conn *c, bool writable)
     if (!mio__conn_holds_output(c) && mio__conn_flushed(c) < 0)
         return; /* a shutdown requested while connecting */
     fn = c->x != NULL ? c->x->on_connect : NULL;
+    if (c->x != NULL)
+        c->x->on_connect = NULL; /* the attempt is over */
     if (fn != NULL && !(c->flags & MIO__CF_CLOSING)) /* closed while connecting: not wanted */
         fn(c, c->arg);
+    if (!(c->flags & MIO__CF_DEAD))
+        mio__conn_ext_trim(c); /* what only the attempt needed goes with it */
 }

@@ -429,6 +429,8 @@ static void conn_flush_queue(mio_conn *c)
         mio__wq_consume(&x->wq, arena, (size_t)n);
     }
     conn_output_progress(c);
+    if (!(c->flags & MIO__CF_DEAD))
+        mio__conn_ext_trim(c); /* a drained queue may have been all the block held */
 }
 
 /* After output progressed: close or shut down when nothing is held, resume reading (on_drain)

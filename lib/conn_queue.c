@@ -5,7 +5,11 @@
 #include "internal/conn_queue.h"
 
 /* Small writes share 16 KiB chunks; a large remainder gets one chunk of its own size (capped so
- * the offsets fit in 32 bits), so a 64 MiB write costs one allocation, not thousands. */
+ * the offsets fit in 32 bits), so a 64 MiB write costs one allocation, not thousands. The first
+ * chunk of an empty queue is only as large as its bytes (1 KiB at least): most queues hold one
+ * short write for one round trip (a write made while connecting, a reply the socket could not
+ * take), and a 16 KiB block for each would stay in the allocator's dirty pages after it. */
+#define WQ_CHUNK_FIRST (1u * 1024u)
 #define WQ_CHUNK_MIN (16u * 1024u)
 #define WQ_CHUNK_MAX (1u << 30)
 
@@ -17,11 +21,11 @@ struct mio__wq_chunk {
     char data[];
 };
 
-static struct mio__wq_chunk *wq_chunk_new(mio__arena arena, size_t want)
+static struct mio__wq_chunk *wq_chunk_new(mio__arena arena, size_t want, bool first)
 {
-    size_t cap = want < WQ_CHUNK_MIN - sizeof(struct mio__wq_chunk)
-                     ? WQ_CHUNK_MIN - sizeof(struct mio__wq_chunk)
-                     : (want > WQ_CHUNK_MAX ? WQ_CHUNK_MAX : want);
+    size_t floor = (first && want < WQ_CHUNK_MIN / 2 ? WQ_CHUNK_FIRST : WQ_CHUNK_MIN) -
+                   sizeof(struct mio__wq_chunk);
+    size_t cap = want < floor ? floor : (want > WQ_CHUNK_MAX ? WQ_CHUNK_MAX : want);
     struct mio__wq_chunk *ch = mio__alloc(arena, sizeof(*ch) + cap);
 
     if (ch == NULL)
@@ -57,7 +61,7 @@ int mio__wq_append(struct mio__wq *q, mio__arena arena, const struct iovec *iov,
             size_t room, n;
 
             if (t == NULL || t->end == t->cap) {
-                t = wq_chunk_new(arena, left);
+                t = wq_chunk_new(arena, left, q->head == NULL);
                 if (t == NULL)
                     return -ENOMEM;
                 if (q->tail != NULL)

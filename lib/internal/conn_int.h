@@ -155,6 +155,9 @@ int mio__conn_adopt(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, 
 void mio__conn_unadopt(mio_conn *c);
 void mio__conn_clear_deadline(mio_conn *c);
 struct mio__conn_ext *mio__conn_ext(mio_conn *c);
+/* Frees the conn's extension block when nothing in it differs from a conn without one (the
+ * block an idle conn keeps is its largest cost). Live conns only. */
+void mio__conn_ext_trim(mio_conn *c);
 void mio__conn_teardown(mio_conn *c, int reason);
 int mio__conn_sync_interest(mio_conn *c);
 /* The held output just reached zero: finish a requested shutdown or close. Returns < 0 when the
