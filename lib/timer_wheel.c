@@ -92,44 +92,41 @@ void mio__wheel_destroy(struct mio__wheel *w)
 {
     mio__pages_free(&w->pages, w->arena);
     w->free_list = NULL;
+    w->fresh = 0;
     w->count = 0;
 }
 
 /* ---- node pool ---- */
 
+/* A page's nodes are set up as they are first handed out (w->fresh counts them), not when the
+ * page is added: a reactor that never has more than a few timers at once touches a few nodes of
+ * its first page, not all of it (4096 nodes, 256 KiB). */
 static int pool_grow(struct mio__wheel *w)
 {
-    struct mio__timer *page;
-    uint32_t base;
-
     if (w->pages.n >= MAX_PAGES)
         return -ENOMEM;
-    base = w->pages.n * PAGE_NODES;
-    page = mio__pages_add(&w->pages, w->arena, PAGE_NODES * sizeof *page);
-    if (page == NULL)
-        return -ENOMEM;
-    /* Thread the page so that its lowest index is handed out first. */
-    for (uint32_t i = PAGE_NODES; i-- > 0;) {
-        struct mio__timer *t = &page[i];
-        memset(t, 0, sizeof *t);
-        t->idx = base + i;
-        t->gen = 1;
-        t->state = MIO__TIMER_FREE;
-        t->where = WHERE_NONE;
-        t->link.next = w->free_list ? &w->free_list->link : NULL;
-        w->free_list = t;
-    }
-    return 0;
+    return mio__pages_add(&w->pages, w->arena, PAGE_NODES * sizeof(struct mio__timer)) != NULL
+               ? 0
+               : -ENOMEM;
 }
 
 static struct mio__timer *node_get(struct mio__wheel *w)
 {
     struct mio__timer *t;
 
-    if (w->free_list == NULL && pool_grow(w) < 0)
+    if (w->free_list != NULL) {
+        t = w->free_list;
+        w->free_list = t->link.next ? timer_of(t->link.next) : NULL;
+        return t;
+    }
+    if (w->fresh == w->pages.n * PAGE_NODES && pool_grow(w) < 0)
         return NULL;
-    t = w->free_list;
-    w->free_list = t->link.next ? timer_of(t->link.next) : NULL;
+    t = (struct mio__timer *)w->pages.v[w->fresh / PAGE_NODES] + w->fresh % PAGE_NODES;
+    memset(t, 0, sizeof *t);
+    t->idx = w->fresh++;
+    t->gen = 1;
+    t->state = MIO__TIMER_FREE;
+    t->where = WHERE_NONE;
     return t;
 }
 
@@ -153,8 +150,8 @@ static struct mio__timer *node_at(const struct mio__wheel *w, uint64_t id)
     uint32_t idx = (uint32_t)id, gen = (uint32_t)(id >> 32);
     struct mio__timer *t;
 
-    if (idx / PAGE_NODES >= w->pages.n)
-        return NULL;
+    if (idx >= w->fresh)
+        return NULL; /* never handed out: its node may not even be set up */
     t = (struct mio__timer *)w->pages.v[idx / PAGE_NODES] + idx % PAGE_NODES;
     if (t->gen != gen || t->state == MIO__TIMER_FREE)
         return NULL;

@@ -82,6 +82,15 @@ static void test_wheel_basic(void **state)
     assert_int_equal(mio__wheel_cancel(&w, id1), 0);
     assert_int_equal(mio__wheel_cancel(&w, id1), -ENOENT);
     assert_int_equal(w.count, 0);
+    /* ids of nodes never handed out (the page exists, its later nodes are not set up yet), with
+     * every generation a node of the page could have: unknown, never a match */
+    for (uint64_t gen = 0; gen < 4; gen++) {
+        assert_int_equal(mio__wheel_cancel(&w, gen << 32 | 5), -ENOENT);
+        assert_int_equal(mio__wheel_cancel(&w, gen << 32 | 4095), -ENOENT);
+        assert_int_equal(mio__wheel_cancel(&w, gen << 32 | 4096), -ENOENT);
+    }
+    /* only the nodes used are set up: three (the fourth start reused a freed node) */
+    assert_int_equal(w.fresh, 3);
     mio__wheel_destroy(&w);
 }
 

@@ -80,6 +80,7 @@ struct mio__wheel {
     uint64_t count; /* timers started and not yet freed (pending or firing) */
     /* pages of 2^MIO__WHEEL_PAGE_SHIFT nodes each */
     struct mio__pages pages;
+    uint32_t fresh; /* nodes handed out at least once: indexes [0, fresh) are set up */
     struct mio__timer *free_list;
     mio__arena arena;
 };
