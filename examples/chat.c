@@ -66,7 +66,7 @@ static void worker_start(mio_reactor *r, unsigned index, void *arg)
 
     if (w == NULL) {
         fprintf(stderr, "mio-chat: cannot start worker %u\n", index);
-        kill(getpid(), SIGTERM); /* the main thread, in mio_pool_run, stops the server */
+        kill(getpid(), SIGTERM); /* the main thread stops the server */
         return;
     }
     w->clients.prev = w->clients.next = &w->clients;
@@ -244,7 +244,6 @@ int main(int argc, char **argv)
         .accept = on_accept,
         .nums = nums,
         .opts = {.nodelay = true, .on_worker_start = worker_start, .on_worker_stop = worker_stop},
-        .pool_run = true,
     };
 
     return pool_main_prog(argc, argv, &prog);
