@@ -281,7 +281,7 @@ static pid_t pool_main_restart(mio_pool *pool, const char *prog)
         n += (unsigned)k < POOL_MAIN_MAX_FDS - n ? (unsigned)k : POOL_MAIN_MAX_FDS - n;
     }
     if (av == NULL || n == 0 || pipe2(ready, O_CLOEXEC) == -1) {
-        fprintf(stderr, "%s: restart: %s\n", prog,
+        fprintf(stderr, "%s: restart: %s; still serving\n", prog,
                 n == 0 ? "no listening socket to pass on" : "out of memory or fds");
         goto out;
     }
@@ -293,7 +293,7 @@ static pid_t pool_main_restart(mio_pool *pool, const char *prog)
         pool_main_exec_child(src, n + 1, pidvar, av, env);
     close(ready[1]);
     if (pid == -1) {
-        fprintf(stderr, "%s: restart: cannot start a new process: %s\n", prog,
+        fprintf(stderr, "%s: restart: cannot start a new process: %s; still serving\n", prog,
                 env == NULL ? "out of memory" : strerror(errno));
         close(ready[0]);
         goto out;
@@ -313,7 +313,7 @@ static pid_t pool_main_restart(mio_pool *pool, const char *prog)
         if (WIFEXITED(status))
             fprintf(stderr, "%s: restart: new process %d exited with status %d%s; still serving\n",
                     prog, (int)pid, WEXITSTATUS(status),
-                    WEXITSTATUS(status) == 127 ? " (exec failed)" : "");
+                    WEXITSTATUS(status) == 127 ? " (its fd setup or exec failed)" : "");
         else
             fprintf(stderr, "%s: restart: new process %d killed by signal %d; still serving\n",
                     prog, (int)pid, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
