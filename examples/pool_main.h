@@ -12,8 +12,8 @@
  * becomes the service's main process) and a byte on the fd named by MIO_READY_FD (the restart
  * handshake).
  *
- * Restart (SIGHUP): the server starts a new copy of itself (fork, then exec of /proc/self/exe
- * with the same command line) that inherits every listening socket as LISTEN_FDS and a pipe as
+ * Restart (SIGHUP): the server starts a new copy of itself (fork, then exec of the program file
+ * it was run from, which may have been upgraded meanwhile, with the same command line) that inherits every listening socket as LISTEN_FDS and a pipe as
  * MIO_READY_FD; once the copy reports ready, this process stops accepting (mio_pool_drain: the
  * sockets stay open in the copy, their queues with them, so no connect is refused or reset),
  * waits --drain-ms at most for its connections to finish (mio_pool_draining tells protocol
@@ -212,7 +212,8 @@ static void pool_main_strv_free(char **v)
 
 /* The child between fork and exec (a threaded parent: async-signal-safe calls only). Puts src[i]
  * at fd 3 + i (without FD_CLOEXEC), writes our pid into pidvar, execs. Never returns. */
-static void pool_main_exec_child(const int *src, unsigned n, char *pidvar, char **av, char **env)
+static void pool_main_exec_child(const int *src, unsigned n, char *pidvar, const char *exe,
+                                 char **av, char **env)
 {
     int tmp[POOL_MAIN_MAX_FDS + 1];
     int top = MIO_SD_LISTEN_FDS_START + (int)n + 1;
@@ -234,6 +235,7 @@ static void pool_main_exec_child(const int *src, unsigned n, char *pidvar, char 
     for (int i = 0; i < d; i++)
         pidvar[11 + i] = digits[d - 1 - i];
     pidvar[11 + d] = '\0';
+    execve(exe, av, env);
     execve("/proc/self/exe", av, env);
     _exit(127);
 }
@@ -264,6 +266,25 @@ static int pool_main_wait_ready(int rfd)
     }
 }
 
+/* The program file to run for a restart: the path this process was run from, as the kernel
+ * tells it. When the file was replaced (an upgrade installs the new binary by renaming it over the
+ * old path), the link reads "PATH (deleted)" and PATH is the new binary: that is what a restart
+ * should run. /proc/self/exe (the old binary) is the fallback. */
+static void pool_main_exe(char *buf, size_t len)
+{
+    static const char deleted[] = " (deleted)";
+    ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+    size_t dl = sizeof(deleted) - 1;
+
+    if (n <= 0) {
+        snprintf(buf, len, "/proc/self/exe");
+        return;
+    }
+    buf[n] = '\0';
+    if ((size_t)n > dl && strcmp(buf + n - dl, deleted) == 0)
+        buf[n - dl] = '\0';
+}
+
 /* SIGHUP: starts the new copy and waits until it is ready. Returns its pid, or -1 (said why on
  * stderr; this process goes on serving). */
 static pid_t pool_main_restart(mio_pool *pool, const char *prog)
@@ -272,7 +293,9 @@ static pid_t pool_main_restart(mio_pool *pool, const char *prog)
     unsigned n = 0;
     char *cmdbuf, **av = pool_main_cmdline(&cmdbuf), **env = NULL, *pidvar = NULL;
     pid_t pid = -1;
+    char exe[4096];
 
+    pool_main_exe(exe, sizeof(exe));
     for (unsigned l = 0;; l++) {
         int k = mio_pool_listener_fds(pool, l, src + n, POOL_MAIN_MAX_FDS - n);
 
@@ -290,7 +313,7 @@ static pid_t pool_main_restart(mio_pool *pool, const char *prog)
     if (env != NULL)
         pid = fork();
     if (pid == 0)
-        pool_main_exec_child(src, n + 1, pidvar, av, env);
+        pool_main_exec_child(src, n + 1, pidvar, exe, av, env);
     close(ready[1]);
     if (pid == -1) {
         fprintf(stderr, "%s: restart: cannot start a new process: %s; still serving\n", prog,
