@@ -107,11 +107,18 @@ done
 # 2. socket activation. systemd-socket-activate binds, waits for the first connection, then execs
 # the server with the socket as fd 3: the first client starts it and is served from the backlog.
 # activate OUT ERR CMD...: starts it on a free port (a few tries); sets port and apid.
+# systemd-socket-activate passes only LISTEN_* and the -E variables: the sanitizers' options
+# (suppressions, leak checking) must be named.
 activate() {
     aout=$1; aerr=$2; shift 2
+    envs=
+    for v in ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS; do
+        eval "[ -n \"\${$v:-}\" ]" && envs="$envs -E $v"
+    done
     for try in 1 2 3 4 5 6; do
         port=$(free_port $try)
-        systemd-socket-activate -l 127.0.0.1:$port "$@" > "$aout" 2> "$aerr" &
+        # shellcheck disable=SC2086
+        systemd-socket-activate -l 127.0.0.1:$port $envs "$@" > "$aout" 2> "$aerr" &
         apid=$!
         sleep 0.3
         kill -0 $apid 2> /dev/null && return 0
