@@ -13,12 +13,13 @@
  * handshake).
  *
  * Restart (SIGHUP): the server starts a new copy of itself (fork, then exec of the program file
- * it was run from, which may have been upgraded meanwhile, with the same command line) that inherits every listening socket as LISTEN_FDS and a pipe as
- * MIO_READY_FD; once the copy reports ready, this process stops accepting (mio_pool_drain: the
- * sockets stay open in the copy, their queues with them, so no connect is refused or reset),
- * waits --drain-ms at most for its connections to finish (mio_pool_draining tells protocol
- * code to wind them down), stops and exits 0. If the copy fails (exec error, exit, no ready
- * within 10 s), this process says why on stderr and goes on serving. */
+ * it was run from, which may have been upgraded meanwhile, with the same command line) that
+ * inherits every listening socket as LISTEN_FDS and a pipe as MIO_READY_FD; once the copy reports
+ * ready, this process stops accepting (mio_pool_drain: the sockets stay open in the copy, their
+ * queues with them, so no connect is refused or reset), waits --drain-ms at most for its
+ * connections to finish (mio_pool_draining tells protocol code to wind them down), stops and exits
+ * 0. If the copy fails (exec error, exit, no ready within 10 s), this process says why on stderr
+ * and goes on serving. */
 #ifndef MIO_EXAMPLES_POOL_MAIN_H
 #define MIO_EXAMPLES_POOL_MAIN_H
 
@@ -63,7 +64,7 @@ struct pool_main_prog {
 /* The running pool, for protocol code that asks mio_pool_draining (set before it starts). */
 static mio_pool *pool_main_pool;
 
-#define POOL_MAIN_MAX_FDS 64          /* --listen-fd values, inherited and passed-on sockets */
+#define POOL_MAIN_MAX_FDS 64 /* --listen-fd values, inherited and passed-on sockets */
 #define POOL_MAIN_READY_TIMEOUT_MS 10000
 
 static void pool_main_usage(FILE *f, const char *prog, const struct pool_main_prog *p)
@@ -327,8 +328,9 @@ static pid_t pool_main_restart(mio_pool *pool, const char *prog)
         goto out;
     if (err == -ETIMEDOUT) {
         kill(pid, SIGKILL);
-        fprintf(stderr, "%s: restart: new process %d not ready within %d ms: killed; still serving\n",
-                prog, (int)pid, POOL_MAIN_READY_TIMEOUT_MS);
+        fprintf(stderr,
+                "%s: restart: new process %d not ready within %d ms: killed; still serving\n", prog,
+                (int)pid, POOL_MAIN_READY_TIMEOUT_MS);
     }
     while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
         ;
@@ -400,7 +402,8 @@ static int pool_main_listeners(mio_pool *pool, const char *prog, const struct po
         if ((err = mio_pool_adopt(pool, lfds[i], p->accept, NULL)) < 0) {
             fprintf(stderr, "%s: bad value '%d' for --listen-fd: %s%s\n", prog, lfds[i],
                     mio_strerror(err),
-                    err == -EINVAL || err == -EPROTOTYPE ? " (want a listening stream socket)" : "");
+                    err == -EINVAL || err == -EPROTOTYPE ? " (want a listening stream socket)"
+                                                         : "");
             return 2;
         }
     if (nlfds > 0 && !listen_given)
@@ -449,9 +452,12 @@ static int pool_main_ready_fd(void)
 static int pool_main_prog(int argc, char **argv, const struct pool_main_prog *prog)
 {
     struct option longopts[9 + POOL_MAIN_MAX_NUMS] = {
-        {"listen", required_argument, NULL, 'l'}, {"workers", required_argument, NULL, 'w'},
-        {"mode", required_argument, NULL, 'm'},   {"balance", required_argument, NULL, 'b'},
-        {"pin", no_argument, NULL, 'p'},          {"help", no_argument, NULL, 'h'},
+        {"listen", required_argument, NULL, 'l'},
+        {"workers", required_argument, NULL, 'w'},
+        {"mode", required_argument, NULL, 'm'},
+        {"balance", required_argument, NULL, 'b'},
+        {"pin", no_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
         {"listen-fd", required_argument, NULL, 'f'},
         {"drain-ms", required_argument, NULL, 'd'},
     };
@@ -495,8 +501,8 @@ static int pool_main_prog(int argc, char **argv, const struct pool_main_prog *pr
             if (!example_parse_ull(argv[0], "--listen-fd", optarg, 0, 65535, &v))
                 return 2;
             if (nlfds == POOL_MAIN_MAX_FDS) {
-                fprintf(stderr, "%s: bad value '%s' for --listen-fd: at most %d of them\n",
-                        argv[0], optarg, POOL_MAIN_MAX_FDS);
+                fprintf(stderr, "%s: bad value '%s' for --listen-fd: at most %d of them\n", argv[0],
+                        optarg, POOL_MAIN_MAX_FDS);
                 return 2;
             }
             lfds[nlfds++] = (int)v;

@@ -298,8 +298,8 @@ static int worker_setup(struct mio__pool_worker *w, struct worker_listen_ctx **c
 
         (*ctxs)[l].w = w;
         (*ctxs)[l].listener = l;
-        err = mio_reactor_add(w->r, ls->fds[w->index], MIO_READABLE, worker_on_listen,
-                              &(*ctxs)[l], &ls->tokens[w->index]);
+        err = mio_reactor_add(w->r, ls->fds[w->index], MIO_READABLE, worker_on_listen, &(*ctxs)[l],
+                              &ls->tokens[w->index]);
         if (err < 0)
             return err;
     }

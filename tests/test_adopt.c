@@ -312,8 +312,7 @@ static void serve_adopted(int mode)
     assert_int_equal(ta.u.sa.sa_family, AF_INET);
     assert_int_equal(ua.u.sa.sa_family, AF_UNIX);
     /* the sockets to hand on: one per worker for a bound reuseport listener, else one */
-    assert_int_equal(mio_pool_listener_fds(pool, 0, fds, 8),
-                     mode == MIO_POOL_REUSEPORT ? 2 : 1);
+    assert_int_equal(mio_pool_listener_fds(pool, 0, fds, 8), mode == MIO_POOL_REUSEPORT ? 2 : 1);
     assert_int_equal(mio_pool_listener_fds(pool, 0, NULL, 0), mode == MIO_POOL_REUSEPORT ? 2 : 1);
     assert_int_equal(mio_pool_listener_fds(pool, 1, fds, 8), 1);
     assert_int_equal(fds[0], tfd);

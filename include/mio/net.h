@@ -1,7 +1,7 @@
 /* Addresses and sockets as plain fds.
  *
- * Every fd created here is O_NONBLOCK | O_CLOEXEC and belongs to the caller, who registers it with a
- * registry and closes it. Functions that create an fd return it (>= 0) or a negative errno.
+ * Every fd created here is O_NONBLOCK | O_CLOEXEC and belongs to the caller, who registers it with
+ * a registry and closes it. Functions that create an fd return it (>= 0) or a negative errno.
  * Nothing here raises SIGPIPE or changes a signal's disposition. All functions are thread-safe in
  * the sense of the syscalls they wrap: any thread may call them on its own fds. */
 #ifndef MIO_NET_H

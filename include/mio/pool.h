@@ -39,8 +39,8 @@ typedef struct mio_pool mio_pool;
  * never NULL and valid only during the call. */
 typedef void (*mio_accept_fn)(mio_reactor *worker, int fd, const mio_addr *peer, void *arg);
 
-#define MIO_POOL_ACCEPTOR 0 /* default: one acceptor thread hands fds to the workers */
-#define MIO_POOL_REUSEPORT 1 /* each worker owns an SO_REUSEPORT listener and accepts itself */
+#define MIO_POOL_ACCEPTOR 0       /* default: one acceptor thread hands fds to the workers */
+#define MIO_POOL_REUSEPORT 1      /* each worker owns an SO_REUSEPORT listener and accepts itself */
 #define MIO_BALANCE_ROUND_ROBIN 0 /* default */
 #define MIO_BALANCE_LEAST_LOADED 1
 /* Acceptor mode: round robin among the workers that are awake (running, or already due a wake),
