@@ -76,7 +76,7 @@ static void worker_start(mio_reactor *r, unsigned index, void *arg)
 
     if (w == NULL) {
         fprintf(stderr, "mio-chat: cannot start worker %u\n", index);
-        kill(getpid(), SIGTERM); /* the main thread, in mio_pool_run, stops the server */
+        kill(getpid(), SIGTERM); /* the main thread stops the server */
         return;
     }
     w->clients.prev = w->clients.next = &w->clients;

@@ -55,7 +55,7 @@ static void worker_start(mio_reactor *r, unsigned index, void *arg)
         fprintf(stderr, "mio-http: out of memory starting worker %u\n", index);
         free(w);
         mio_reactor_set_data(r, &no_worker);
-        kill(getpid(), SIGTERM); /* the main thread, in mio_pool_run, stops the server */
+        kill(getpid(), SIGTERM); /* the main thread stops the server */
         return;
     }
     date_tick(r, 0, w);
@@ -107,7 +107,9 @@ static void answer(struct http_conn *hc, const http_parser *p, const char *statu
                    const char *extra, const char *body, bool head)
 {
     const struct worker *w = mio_reactor_data(mio_conn_reactor(hc->conn));
-    bool keep = p != NULL && http_should_keep_alive(p);
+    /* Draining (a restart handed the listeners to a new process): this answer is the last on
+     * its connection, so the client's next request goes to the new process. */
+    bool keep = p != NULL && http_should_keep_alive(p) && !mio_pool_draining(pool_main_pool);
     struct out o = {.len = 0};
 
     put(&o, "HTTP/1.1 ");
@@ -273,7 +275,6 @@ int main(int argc, char **argv)
         .accept = on_accept,
         .nums = nums,
         .opts = {.nodelay = true, .on_worker_start = worker_start, .on_worker_stop = worker_stop},
-        .pool_run = true,
     };
 
     http_parser_set_max_header_size(HEADER_MAX);

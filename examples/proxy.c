@@ -170,7 +170,6 @@ int main(int argc, char **argv)
         .accept = on_accept,
         .nums = nums,
         .opts = {.nodelay = true},
-        .pool_run = true,
     };
     bool help = false;
     int n = 1;

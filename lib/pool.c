@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -169,20 +170,16 @@ static int pool_bind(const mio_addr *addr, bool reuseport, int backlog, bool nod
     return mio__socket_bind(addr, SOCK_STREAM, flags, backlog);
 }
 
-int mio_pool_listen(mio_pool *pool, const mio_addr *addr, mio_accept_fn fn, void *arg)
+/* A new listener slot at the end of pool->listeners with room for nfds fds (all -1), not yet
+ * counted in nlisteners. NULL: out of memory (nothing to undo but listener_forget). */
+static struct mio__pool_listener *listener_new(mio_pool *pool, unsigned nfds, mio_accept_fn fn,
+                                               void *arg)
 {
-    bool reuseport;
-    unsigned nfds;
     struct mio__pool_listener *ls, *l;
-    int err;
 
-    if (pool == NULL || addr == NULL || fn == NULL || pool->state != POOL_NEW)
-        return -EINVAL;
-    reuseport = pool->opts.mode == MIO_POOL_REUSEPORT;
-    nfds = reuseport ? pool->nworkers : 1;
     ls = mio__realloc(0, pool->listeners, (pool->nlisteners + 1) * sizeof(*ls));
     if (ls == NULL)
-        return -ENOMEM;
+        return NULL;
     pool->listeners = ls;
     l = &ls[pool->nlisteners];
     memset(l, 0, sizeof(*l));
@@ -191,35 +188,147 @@ int mio_pool_listen(mio_pool *pool, const mio_addr *addr, mio_accept_fn fn, void
     l->fds = mio__alloc(0, nfds * sizeof(*l->fds));
     l->tokens = mio__calloc(0, nfds, sizeof(*l->tokens));
     if (l->fds == NULL || l->tokens == NULL) {
-        err = -ENOMEM;
-        goto err_mem;
+        mio__free(0, l->fds);
+        mio__free(0, l->tokens);
+        return NULL;
     }
     for (unsigned i = 0; i < nfds; i++)
         l->fds[i] = -1;
+    return l;
+}
+
+/* Undoes listener_new for a slot that failed: closes the fds it holds from index `keep` on
+ * (those before it are the caller's) and frees its arrays. */
+static void listener_forget(struct mio__pool_listener *l, unsigned nfds, unsigned keep)
+{
+    for (unsigned i = keep; i < nfds; i++)
+        if (l->fds[i] >= 0)
+            (void)close(l->fds[i]);
+    mio__free(0, l->fds);
+    mio__free(0, l->tokens);
+}
+
+int mio_pool_listen(mio_pool *pool, const mio_addr *addr, mio_accept_fn fn, void *arg)
+{
+    bool reuseport;
+    unsigned nfds;
+    struct mio__pool_listener *l;
+    int err;
+
+    if (pool == NULL || addr == NULL || fn == NULL || pool->state != POOL_NEW)
+        return -EINVAL;
+    reuseport = pool->opts.mode == MIO_POOL_REUSEPORT;
+    nfds = reuseport ? pool->nworkers : 1;
+    l = listener_new(pool, nfds, fn, arg);
+    if (l == NULL)
+        return -ENOMEM;
     /* The first bind resolves port 0; the others join the same port through SO_REUSEPORT. */
     err = pool_bind(addr, reuseport, pool->opts.backlog, pool->opts.nodelay);
     if (err < 0)
-        goto err_mem;
+        goto err_listener;
     l->fds[0] = err;
     err = mio_socket_local_addr(l->fds[0], &l->addr);
     if (err < 0)
-        goto err_fds;
+        goto err_listener;
     for (unsigned i = 1; i < nfds; i++) {
         err = pool_bind(&l->addr, true, pool->opts.backlog, pool->opts.nodelay);
         if (err < 0)
-            goto err_fds;
+            goto err_listener;
         l->fds[i] = err;
     }
     return (int)pool->nlisteners++;
 
-err_fds:
-    for (unsigned i = 0; i < nfds; i++)
-        if (l->fds[i] >= 0)
-            (void)close(l->fds[i]);
-err_mem:
-    mio__free(0, l->fds);
-    mio__free(0, l->tokens);
+err_listener:
+    listener_forget(l, nfds, 0);
     return err;
+}
+
+/* Checks that fd is a listening stream socket of a family the pool serves; returns the family
+ * or -errno (mio_pool_adopt's list). Changes nothing. */
+static int adopt_check(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int v;
+
+    v = mio__sockopt_get(fd, SOL_SOCKET, SO_TYPE);
+    if (v < 0)
+        return v; /* -EBADF, -ENOTSOCK */
+    if (v != SOCK_STREAM)
+        return -EPROTOTYPE;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == -1)
+        return -errno;
+    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6 && ss.ss_family != AF_UNIX)
+        return -EAFNOSUPPORT;
+    v = mio__sockopt_get(fd, SOL_SOCKET, SO_ACCEPTCONN);
+    if (v < 0)
+        return v;
+    return v == 0 ? -EINVAL : ss.ss_family;
+}
+
+int mio_pool_adopt(mio_pool *pool, int fd, mio_accept_fn fn, void *arg)
+{
+    bool reuseport;
+    unsigned nfds;
+    struct mio__pool_listener *l;
+    int family, err;
+
+    if (pool == NULL || fn == NULL || pool->state != POOL_NEW)
+        return -EINVAL;
+    if (fd < 0)
+        return -EBADF;
+    family = adopt_check(fd);
+    if (family < 0)
+        return family;
+    reuseport = pool->opts.mode == MIO_POOL_REUSEPORT;
+    nfds = reuseport ? pool->nworkers : 1;
+    l = listener_new(pool, nfds, fn, arg);
+    if (l == NULL)
+        return -ENOMEM;
+    l->fds[0] = fd;
+    l->shared = reuseport && nfds > 1;
+    err = mio_socket_local_addr(fd, &l->addr);
+    /* Reuseport mode has no acceptor: each worker gets a descriptor of its own for the one socket,
+     * so that each registers, removes and closes its slot exactly as with a bound group. */
+    for (unsigned i = 1; i < nfds && err == 0; i++) {
+        l->fds[i] = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (l->fds[i] == -1)
+            err = -errno;
+    }
+    if (err < 0)
+        goto err_listener;
+    /* Last, once nothing can fail: the caller's fd is untouched on every error path. */
+    err = mio_set_nonblocking(fd, true);
+    if (err == 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) == -1)
+        err = -errno;
+    if (err == 0 && family != AF_UNIX && pool->opts.nodelay)
+        (void)mio__sockopt_set(fd, IPPROTO_TCP, TCP_NODELAY, 1); /* best effort, as for a bind */
+    if (err < 0)
+        goto err_listener;
+    return (int)pool->nlisteners++;
+
+err_listener:
+    listener_forget(l, nfds, 1);
+    return err;
+}
+
+int mio_pool_listener_fds(const mio_pool *pool, unsigned listener, int *fds, unsigned cap)
+{
+    const struct mio__pool_listener *l;
+    unsigned n = 0, nfds;
+
+    if (pool == NULL || listener >= pool->nlisteners || (fds == NULL && cap > 0))
+        return -EINVAL;
+    l = &pool->listeners[listener];
+    nfds = pool->opts.mode == MIO_POOL_REUSEPORT && !l->shared ? pool->nworkers : 1;
+    for (unsigned i = 0; i < nfds; i++) {
+        if (l->fds[i] < 0)
+            continue;
+        if (n < cap)
+            fds[n] = l->fds[i];
+        n++;
+    }
+    return (int)n;
 }
 
 int mio_pool_local_addr(const mio_pool *pool, unsigned listener, mio_addr *out)
@@ -310,7 +419,9 @@ enum mio__accept_next mio__pool_accept_failed(int err, int lfd, int *spare,
 }
 
 /* Owner thread: stops threads that did start (start failure or mio_pool_stop). */
-static void pool_shutdown(mio_pool *pool)
+/* Owner thread: the acceptor leaves its loop (taking the listeners out of its poll) and is
+ * joined; nothing if it is not running. */
+static void pool_join_acceptor(mio_pool *pool)
 {
     if (pool->acceptor_joinable) {
         mio__pr_store_uint(&pool->stop_accepting, 1); /* seen after the waker write below */
@@ -318,6 +429,11 @@ static void pool_shutdown(mio_pool *pool)
         pthread_join(pool->acceptor, NULL);
         pool->acceptor_joinable = false;
     }
+}
+
+static void pool_shutdown(mio_pool *pool)
+{
+    pool_join_acceptor(pool);
     /* Acceptor mode: the acceptor is gone, so the listeners can close now (new connects are
      * refused). Reuseport: each worker closes its own listener first thing in its stop task. */
     if (pool->opts.mode == MIO_POOL_ACCEPTOR)
@@ -443,6 +559,49 @@ int mio_pool_run(mio_pool *pool, int drain_ms)
     return err;
 }
 
+/* Owner thread, running pool: no thread accepts when it returns. Acceptor mode: the acceptor
+ * leaves its loop (taking the listeners out of its poll) and is joined, then the listeners
+ * close; what it already pushed into the rings is still delivered by the workers. Reuseport:
+ * each worker closes its own listeners in a task, and we wait for all of them. */
+static void pool_stop_accepting(mio_pool *pool)
+{
+    pool_join_acceptor(pool);
+    if (pool->opts.mode == MIO_POOL_ACCEPTOR) {
+        pool_close_listeners(pool);
+        return;
+    }
+    pthread_mutex_lock(&pool->mu);
+    pool->drain_acks = 0;
+    pthread_mutex_unlock(&pool->mu);
+    for (unsigned i = 0; i < pool->nworkers; i++)
+        while (mio__pool_worker_post_drain(&pool->workers[i]) == -EAGAIN)
+            sched_yield();
+    pthread_mutex_lock(&pool->mu);
+    while (pool->drain_acks < pool->nworkers)
+        pthread_cond_wait(&pool->cv, &pool->mu);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+int mio_pool_drain(mio_pool *pool)
+{
+    if (pool == NULL)
+        return -EINVAL;
+    if (pool_self == pool)
+        return -EDEADLK;
+    if (pool->state != POOL_RUNNING)
+        return -EINVAL;
+    if (mio__pr_load_uint(&pool->draining) != 0)
+        return 0;
+    mio__pr_store_uint(&pool->draining, 1);
+    pool_stop_accepting(pool);
+    return 0;
+}
+
+bool mio_pool_draining(const mio_pool *pool)
+{
+    return pool != NULL && mio__pr_load_uint(&pool->draining) != 0;
+}
+
 int mio_pool_stop(mio_pool *pool, int drain_ms)
 {
     if (pool == NULL)
@@ -457,6 +616,7 @@ int mio_pool_stop(mio_pool *pool, int drain_ms)
         return 0;
     }
     pool->drain_ms = drain_ms < 0 ? 0 : drain_ms;
+    mio__pr_store_uint(&pool->draining, 1);
     pool_shutdown(pool);
     pool->state = POOL_STOPPED;
     return 0;

@@ -202,6 +202,44 @@ static void worker_on_listen(mio_reactor *r, mio_token token, const mio_event *e
 
 /* ---- stop ---- */
 
+/* Reuseport mode: this worker's listeners leave its poll and close. Each worker owns its slot
+ * fds[index] of every listener (the owner touches them only once the workers are joined). */
+static void worker_close_listeners(struct mio__pool_worker *w)
+{
+    mio_pool *pool = w->pool;
+
+    if (pool->opts.mode != MIO_POOL_REUSEPORT)
+        return;
+    for (unsigned l = 0; l < pool->nlisteners; l++) {
+        struct mio__pool_listener *ls = &pool->listeners[l];
+
+        if (ls->fds[w->index] >= 0) {
+            (void)mio_reactor_remove(w->r, ls->tokens[w->index]);
+            (void)close(ls->fds[w->index]);
+            ls->fds[w->index] = -1;
+        }
+    }
+}
+
+static void worker_drain_task(mio_reactor *r, void *arg)
+{
+    struct mio__pool_worker *w = arg;
+    mio_pool *pool = w->pool;
+
+    (void)r;
+    worker_close_listeners(w);
+    /* The mutex publishes the closed slots to the owner, which waits for every ack. */
+    pthread_mutex_lock(&pool->mu);
+    pool->drain_acks++;
+    pthread_cond_broadcast(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+int mio__pool_worker_post_drain(struct mio__pool_worker *w)
+{
+    return mio_reactor_post(w->r, worker_drain_task, w);
+}
+
 static void worker_stop_tick(mio_reactor *r, mio_timer_id id, void *arg)
 {
     struct mio__pool_worker *w = arg;
@@ -218,19 +256,9 @@ static void worker_stop_task(mio_reactor *r, void *arg)
     mio_pool *pool = w->pool;
 
     w->stopping = true;
-    if (pool->opts.mode == MIO_POOL_REUSEPORT) {
-        /* Close to new SYNs as early as possible: what the kernel queued on this listener is
-         * reset when it closes (see pool.h). */
-        for (unsigned l = 0; l < pool->nlisteners; l++) {
-            struct mio__pool_listener *ls = &pool->listeners[l];
-
-            if (ls->fds[w->index] >= 0) {
-                (void)mio_reactor_remove(r, ls->tokens[w->index]);
-                (void)close(ls->fds[w->index]);
-                ls->fds[w->index] = -1;
-            }
-        }
-    }
+    /* Close to new SYNs as early as possible: what the kernel queued on this listener is reset
+     * when it closes (see pool.h). */
+    worker_close_listeners(w);
     mio__pool_spare_close(&w->spare_fd);
     mio__pool_worker_close_ring(w);
     mio__reactor_update_now(r);
@@ -270,8 +298,8 @@ static int worker_setup(struct mio__pool_worker *w, struct worker_listen_ctx **c
 
         (*ctxs)[l].w = w;
         (*ctxs)[l].listener = l;
-        err = mio_reactor_add(w->r, ls->fds[w->index], MIO_READABLE, worker_on_listen,
-                              &(*ctxs)[l], &ls->tokens[w->index]);
+        err = mio_reactor_add(w->r, ls->fds[w->index], MIO_READABLE, worker_on_listen, &(*ctxs)[l],
+                              &ls->tokens[w->index]);
         if (err < 0)
             return err;
     }

@@ -1,7 +1,7 @@
 /* Addresses and sockets as plain fds.
  *
- * Every fd created here is O_NONBLOCK | O_CLOEXEC and belongs to the caller, who registers it with a
- * registry and closes it. Functions that create an fd return it (>= 0) or a negative errno.
+ * Every fd created here is O_NONBLOCK | O_CLOEXEC and belongs to the caller, who registers it with
+ * a registry and closes it. Functions that create an fd return it (>= 0) or a negative errno.
  * Nothing here raises SIGPIPE or changes a signal's disposition. All functions are thread-safe in
  * the sense of the syscalls they wrap: any thread may call them on its own fds. */
 #ifndef MIO_NET_H
@@ -180,6 +180,36 @@ MIO_EXTERN int mio_pipe_new(int fds[2]);
 /* Sets or clears O_NONBLOCK on any fd (no syscall beyond F_GETFL when it already matches).
  * 0 or -errno. Mind that the flag belongs to the open file description, shared by dup'd fds. */
 MIO_EXTERN int mio_set_nonblocking(int fd, bool on);
+
+/* ---- Service managers: systemd's socket activation and readiness protocols ---- */
+/* The first inherited fd of socket activation: the fds passed are 3, 4, ... */
+#define MIO_SD_LISTEN_FDS_START 3
+/* One inherited fd and its name (LISTEN_FDNAMES, FileDescriptorName= in a .socket unit; systemd
+ * caps a name at 255 characters). */
+typedef struct mio_listen_fd {
+    int fd;
+    char name[256]; /* "unknown" when LISTEN_FDNAMES is not set, as libsystemd says */
+} mio_listen_fd;
+/* The fds a service manager (systemd, systemd-socket-activate, a server restarting itself) passed
+ * to this process with the LISTEN_FDS protocol, without libsystemd: when LISTEN_PID is this
+ * process's pid, LISTEN_FDS=n fds start at MIO_SD_LISTEN_FDS_START; each is made FD_CLOEXEC (so
+ * a program this one runs does not inherit it by accident) and listed in out (the first cap of
+ * them; out may be NULL when cap is 0) with its name from LISTEN_FDNAMES (colon-separated, one
+ * per fd). With unset_env the three variables are removed from the environment whatever the
+ * result, so a child this process starts does not take the fds for its own. Returns n (it may
+ * exceed cap), 0 when the variables are not set or LISTEN_PID names another process (the fds
+ * were meant for a parent), or -errno: -EINVAL (LISTEN_PID or LISTEN_FDS not a decimal number,
+ * too many fds, LISTEN_FDNAMES not one name per fd, or out NULL with cap > 0), -ENAMETOOLONG (a
+ * name over 255 characters), -EBADF (one of the fds is not open). Reads (and with unset_env
+ * changes) the environment: call it from the main thread before other threads run. */
+MIO_EXTERN int mio_sd_listen_fds(bool unset_env, mio_listen_fd *out, unsigned cap);
+/* Sends state ("READY=1", "STOPPING=1", "MAINPID=1234\nREADY=1", "STATUS=...") to the service
+ * manager as one datagram on the Unix socket named by NOTIFY_SOCKET ("/path" or "@abstract"),
+ * as sd_notify(3) does, without libsystemd. Returns 1 (sent), 0 (NOTIFY_SOCKET not set: no
+ * manager listens), -EINVAL (NULL or empty state; a socket name too long or not a path or
+ * abstract name), -errno from the send (-ECONNREFUSED: nobody bound the name any more). Any
+ * thread, provided no thread changes the environment meanwhile. */
+MIO_EXTERN int mio_sd_notify(const char *state);
 
 MIO_END_DECLS
 

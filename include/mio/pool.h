@@ -17,7 +17,12 @@
  * see a reset instead of a refused connect. In acceptor mode the single listener closes at once
  * and connections queued on it are reset the same way.
  *
- * Threads: mio_pool_new/listen/start/stop/free are for one owner thread (never a pool thread);
+ * Listeners the pool did not create (systemd socket activation, a restart that hands the sockets
+ * to a new copy of the server) come in through mio_pool_adopt; mio_pool_drain stops accepting
+ * without closing connections, and mio_pool_listener_fds gives the sockets to pass on.
+ *
+ * Threads: mio_pool_new/listen/adopt/start/drain/stop/free are for one owner thread (never a pool
+ * thread);
  * mio_pool_stats, mio_pool_workers and mio_pool_worker are for any thread. */
 #ifndef MIO_POOL_H
 #define MIO_POOL_H
@@ -34,8 +39,8 @@ typedef struct mio_pool mio_pool;
  * never NULL and valid only during the call. */
 typedef void (*mio_accept_fn)(mio_reactor *worker, int fd, const mio_addr *peer, void *arg);
 
-#define MIO_POOL_ACCEPTOR 0 /* default: one acceptor thread hands fds to the workers */
-#define MIO_POOL_REUSEPORT 1 /* each worker owns an SO_REUSEPORT listener and accepts itself */
+#define MIO_POOL_ACCEPTOR 0       /* default: one acceptor thread hands fds to the workers */
+#define MIO_POOL_REUSEPORT 1      /* each worker owns an SO_REUSEPORT listener and accepts itself */
 #define MIO_BALANCE_ROUND_ROBIN 0 /* default */
 #define MIO_BALANCE_LEAST_LOADED 1
 /* Acceptor mode: round robin among the workers that are awake (running, or already due a wake),
@@ -86,6 +91,30 @@ MIO_EXTERN int mio_pool_new(const mio_pool_opts *opts, mio_pool **out);
  * to fn(worker, fd, peer, arg). Before start only (-EINVAL after). Returns the listener index
  * (counting calls from 0) or -errno (-EADDRINUSE, ...). */
 MIO_EXTERN int mio_pool_listen(mio_pool *pool, const mio_addr *addr, mio_accept_fn fn, void *arg);
+/* Adopts a listening stream socket the pool did not create (inherited from a parent, passed by
+ * systemd: see mio_sd_listen_fds) and routes its connections to fn(worker, fd, peer, arg), as
+ * mio_pool_listen does. The socket must be SOCK_STREAM, AF_INET, AF_INET6 or AF_UNIX, and
+ * listening. On success the pool owns fd (closed by mio_pool_drain, mio_pool_stop or
+ * mio_pool_free) and has made it O_NONBLOCK and FD_CLOEXEC (the file status flag is shared with
+ * every process holding the socket); TCP_NODELAY is set on it when opts.nodelay asks. Reuseport
+ * mode: an adopted socket is not a SO_REUSEPORT group of its own; every worker registers its own
+ * duplicate of it (F_DUPFD_CLOEXEC) in its own poll and accepts from it, so each new connection
+ * wakes every idle worker and one of them wins the accept. Adopt one socket per worker (each
+ * its own listener) to spread the wake-ups. Before start only. Returns the listener index
+ * (shared with mio_pool_listen's) or -errno; on failure fd stays the caller's, untouched:
+ * -EINVAL (NULL pool or fn, pool started or stopped, socket not listening), -EBADF (fd not
+ * open), -ENOTSOCK (not a socket), -EPROTOTYPE (not SOCK_STREAM: UDP, SEQPACKET),
+ * -EAFNOSUPPORT (another family), -ENOMEM, -EMFILE (reuseport duplicates). Owner thread. */
+MIO_EXTERN int mio_pool_adopt(mio_pool *pool, int fd, mio_accept_fn fn, void *arg);
+/* The sockets of listener i, to hand to another process (a restarted copy of the server): stores
+ * up to cap of them in fds and returns how many there are: 1, or the number of workers for a
+ * mio_pool_listen listener in reuseport mode (one SO_REUSEPORT socket per worker: pass them all,
+ * or what waits in the queues of those not passed is reset when this pool closes them, unless
+ * net.ipv4.tcp_migrate_req is 1). 0 once mio_pool_drain or mio_pool_stop closed them. The fds
+ * stay the pool's (close-on-exec): dup them, never close them. -EINVAL: NULL pool, bad index, or
+ * NULL fds with cap > 0. Owner thread. */
+MIO_EXTERN int mio_pool_listener_fds(const mio_pool *pool, unsigned listener, int *fds,
+                                     unsigned cap);
 /* The bound address of listener i. Returns 0, -EINVAL (bad index). */
 MIO_EXTERN int mio_pool_local_addr(const mio_pool *pool, unsigned listener, mio_addr *out);
 /* Starts the threads and returns once every one runs. Pool threads block SIGINT, SIGTERM and
@@ -102,6 +131,21 @@ MIO_EXTERN int mio_pool_start(mio_pool *pool);
  * kill(getpid(), SIGTERM) with the owner waiting in sigwait). Stop before start and a second stop
  * return 0. */
 MIO_EXTERN int mio_pool_stop(mio_pool *pool, int drain_ms);
+/* Stops accepting but keeps serving: the listeners leave the poll and are closed (a socket that
+ * another process also holds, such as a restarted copy that inherited it, stays open there with
+ * its queue: no connection is lost; a socket only this pool held is closed as mio_pool_stop
+ * closes it), connections already accepted and waiting for hand-off are still delivered to their
+ * accept function, open connections go on, and mio_pool_draining turns true so that protocol
+ * code can wind them down (HTTP: answer the next request with Connection: close). Returns once
+ * no pool thread accepts any more. Then mio_pool_stop(pool, drain_ms) ends what is left. The
+ * building block of a zero-downtime restart (see docs/guide.md, Deploying). Returns 0 (a second
+ * call too), -EINVAL (NULL, not started, or stopped), -EDEADLK (called on a pool thread: from a
+ * callback; the pool runs on intact). Owner thread. */
+MIO_EXTERN int mio_pool_drain(mio_pool *pool);
+/* True once mio_pool_drain began (and after mio_pool_stop began); false for NULL. Any thread
+ * (relaxed load: a worker sees it at the latest in the iteration after drain's task runs on it,
+ * which happens before mio_pool_drain returns). */
+MIO_EXTERN bool mio_pool_draining(const mio_pool *pool);
 /* Starts the pool if it is not started yet, then blocks the calling thread until SIGINT or
  * SIGTERM arrives and stops the pool with drain_ms: the whole "run until signalled" of a server.
  * Both signals are blocked in the calling thread while it waits (and restored after), so their

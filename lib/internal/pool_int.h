@@ -62,6 +62,7 @@ struct mio__pool_listener {
     mio_addr addr; /* as bound (port resolved) */
     int *fds;      /* acceptor mode: fds[0]; reuseport: one per worker. -1 once closed */
     mio_token *tokens; /* reuseport: each worker's registration of fds[i] */
+    bool shared;       /* reuseport, adopted: fds[i > 0] are duplicates of fds[0], one socket */
 };
 
 struct mio__pool_worker {
@@ -107,6 +108,8 @@ struct mio_pool {
     unsigned running; /* threads that reached their loop */
     int start_err;
     int drain_ms;
+    unsigned draining;    /* owner stores 1 when drain or stop begins; anyone loads (relaxed) */
+    unsigned drain_acks;  /* reuseport drain: workers that closed their listeners (under mu) */
     cpu_set_t cpus;   /* CPUs the process may run on (pinning) */
 };
 
@@ -119,6 +122,9 @@ bool mio__pool_ring_has_room(struct mio__pool_worker *w);
 /* worker side (pool_worker.c) */
 void *mio__pool_worker_main(void *arg);
 int mio__pool_worker_post_stop(struct mio__pool_worker *w);
+/* Owner thread, reuseport mode: has worker w close its listeners and count itself in drain_acks
+ * (under mu, cv broadcast). Returns 0 or -EAGAIN (task queue full: retry). */
+int mio__pool_worker_post_drain(struct mio__pool_worker *w);
 /* The ring's consumer only (the worker, or the owner once the worker is joined): closes every fd
  * still queued. */
 void mio__pool_worker_close_ring(struct mio__pool_worker *w);
