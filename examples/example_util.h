@@ -116,6 +116,26 @@ static inline int example_print_bound(int fd)
     return 0;
 }
 
+/* Copies the string s to o and returns the end of the copy: text assembled piece by piece without
+ * the cost of a format string (the caller sizes o). */
+static inline char *example_put(char *o, const char *s)
+{
+    size_t n = strlen(s);
+
+    return (char *)memcpy(o, s, n) + n;
+}
+
+/* Writes v in decimal at o and returns the end (at most 20 characters). */
+static inline char *example_put_uint(char *o, unsigned long long v)
+{
+    char digits[20], *end = digits + sizeof(digits), *d = end;
+
+    do
+        *--d = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    return (char *)memcpy(o, d, (size_t)(end - d)) + (end - d);
+}
+
 /* What every single-threaded example sets up first: one mio_poll and its events, SIGINT/SIGTERM
  * as a signalfd registered with token EXAMPLE_SIGNALS, and one socket bound by bind_fn at addr,
  * registered READABLE with token EXAMPLE_SERVER, its address printed as the first line. */
