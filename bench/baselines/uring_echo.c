@@ -22,8 +22,8 @@
  *     is armed again. The same rule re-arms the multishot accept.
  *   - sends of one connection are strictly serial (one in flight), so a short send is followed
  *     by a send of the rest, in order. Completions advance the queue by the bytes sent.
- *   - back-pressure: a connection with PAUSE_AT buffers queued (its peer does not read) cancels its
- *     recv, so one slow reader cannot drain the shared ring; it is armed again at RESUME_AT. Data
+ *   - back-pressure: a connection with PAUSE_BYTES queued (its peer does not read) cancels its
+ *     recv, so one slow reader cannot drain the shared ring; it is armed again at a quarter. Data
  *     that completes between the cancel and its final completion is queued like any other.
  *   - a connection's fd is closed only when none of its operations is in flight, so no completion
  *     can ever arrive for an fd number the kernel has given to someone else. On EOF the queued
@@ -31,13 +31,17 @@
  *
  * Ring flags: SINGLE_ISSUER|DEFER_TASKRUN (6.1+) fit a single-threaded loop that waits in
  * io_uring_enter anyway: completion work runs in that call, in a batch, instead of interrupting the
- * thread whenever a packet arrives; older kernels get COOP_TASKRUN, then no flags. Buffers:
- * BUF_SIZE (4 KiB, one page) holds a whole small message or request; N_BUFS (512, 2 MiB) is at
- * least twice what the bench's scenarios can hold at once (pp256: one per connection; pipe16k: 16
- * connections x 16 KiB in flight = 64). The pool is populated at start-up: it is a fixed cost of
- * the server, so it shows in its base RSS, not in RSS per idle connection. --bufs and --buf-size
- * change both; tiny values (--bufs 4) force the exhaustion path and --sndbuf 4096 makes short sends
- * common; the test tests/test_uring_echo.sh runs both.
+ * thread whenever a packet arrives; older kernels get COOP_TASKRUN, then no flags.
+ *
+ * Buffers: each recv completion fills at most one buffer, so the buffer size sets how many
+ * completions, buffer returns and sends a bulk stream costs. 16 KiB (the bench's pipeline window)
+ * keeps that near raw epoll's 64 KiB reads: on pipe16k, 4 KiB buffers cost 1.5-1.7x raw epoll's
+ * CPU per MB, 16 KiB and 64 KiB about 1.0x. 256 of them (4 MiB) is what pp256 can hold at once
+ * (one message per connection, held until its echo is sent), so the ring runs dry only under
+ * heavier loads, and that path is handled. The pool is populated at start-up: it is a fixed cost
+ * of the server, so it shows in its base RSS, not in RSS per idle connection. --bufs and
+ * --buf-size change both; tiny values (--bufs 4 --buf-size 64) force the exhaustion path and
+ * --sndbuf 4096 makes short sends common; tests/test_uring_echo.sh runs both.
  *
  * SIGUSR1 prints `worker=0 accepted=N ...` on stdout; SIGINT/SIGTERM stop it (exit 0). Exit status
  * 77 when the kernel refuses io_uring or a feature this server needs (so a test can skip). */
@@ -53,16 +57,16 @@
 
 #include "baseline.h"
 
-#define N_BUFS_DEFAULT 512
-#define BUF_SIZE_DEFAULT 4096
+#define N_BUFS_DEFAULT 256
+#define BUF_SIZE_DEFAULT 16384
 #define BGID 0
 #define SQ_ENTRIES 1024
 #define CQ_ENTRIES 8192
-/* A sendmsg covers at most this many queued buffers; PAUSE_AT is the same bound, so a connection
- * whose peer keeps reading never waits for more than one send round. */
+/* A sendmsg covers at most this many queued buffers. */
 #define SEND_IOV 16
-#define PAUSE_AT 16
-#define RESUME_AT 4
+/* A connection stops reading when this much is queued for its peer (at least 2 buffers, at most
+ * SEND_IOV, so one send round can always take the whole queue), and reads again at a quarter. */
+#define PAUSE_BYTES (64 * 1024)
 /* struct msghdr + iovecs for the sendmsgs of one submission (see send_next). */
 #define MSG_POOL 256
 #define EXIT_SKIP 77
@@ -115,11 +119,12 @@ static struct io_uring_buf_ring *br;
 static char *bufs;
 static size_t br_bytes, bufs_bytes;
 static unsigned n_bufs = N_BUFS_DEFAULT, buf_size = BUF_SIZE_DEFAULT;
-static unsigned sndbuf;    /* --sndbuf: SO_SNDBUF of every connection (0: the kernel's default) */
-static uint16_t *bnext;    /* next buffer in its connection's queue */
-static uint32_t *blen;     /* bytes the kernel put in the buffer */
-static unsigned held;      /* buffers the kernel handed us and we have not returned */
-static unsigned returning; /* buffers added to the ring since the last publish */
+static unsigned sndbuf; /* --sndbuf: SO_SNDBUF of every connection (0: the kernel's default) */
+static unsigned pause_at, resume_at; /* queued buffers; from PAUSE_BYTES and the buffer size */
+static uint16_t *bnext;              /* next buffer in its connection's queue */
+static uint32_t *blen;               /* bytes the kernel put in the buffer */
+static unsigned held;                /* buffers the kernel handed us and we have not returned */
+static unsigned returning;           /* buffers added to the ring since the last publish */
 
 static int32_t wait_head, wait_tail; /* ENOBUFS FIFO: fd + 1, 0 = empty */
 
@@ -334,7 +339,7 @@ static void on_recv(int fd, struct io_uring_cqe *cqe)
             c->nq++;
             if (!(c->flags & C_SEND))
                 send_next(fd, c);
-            if (c->nq >= PAUSE_AT && !(c->flags & C_PAUSED)) {
+            if (c->nq >= pause_at && !(c->flags & C_PAUSED)) {
                 /* If this completion also ends the recv, recv_ended sees C_PAUSED and does not
                  * arm it again; otherwise the cancel ends it. */
                 c->flags |= C_PAUSED;
@@ -387,7 +392,7 @@ static void on_send(int fd, int res)
     }
     if (c->nq > 0)
         send_next(fd, c);
-    if ((c->flags & C_PAUSED) && c->nq <= RESUME_AT) {
+    if ((c->flags & C_PAUSED) && c->nq <= resume_at) {
         c->flags &= (uint8_t)~C_PAUSED;
         /* If the cancelled recv's last completion is still to come, recv_ended re-arms it. */
         if (!(c->flags & (C_RECV | C_EOF)))
@@ -671,6 +676,9 @@ int main(int argc, char **argv)
     }
     struct baseline_args a = baseline_parse(nrest, rest, false, false);
     free(rest);
+    pause_at = PAUSE_BYTES / buf_size;
+    pause_at = pause_at < 2 ? 2 : pause_at > SEND_IOV ? SEND_IOV : pause_at;
+    resume_at = pause_at / 4;
 
     sigset_t sigs;
     sigemptyset(&sigs);
