@@ -96,10 +96,10 @@ echo "ok: --listen-fd refuses bad values and sockets with exit 2"
 
 for mode in acceptor reuseport; do
     "$with" listen 127.0.0.1:0 7 "$echo_thr" --listen-fd 7 --workers 2 --mode $mode \
-        > "$tmp/lfd.out" 2> "$tmp/lfd.err" &
+        > "$tmp/lfd-$mode.out" 2> "$tmp/lfd-$mode.err" &
     spid=$!; pids="$pids $spid"
-    addr=$(bound_addr "$tmp/lfd.out") || fail "--listen-fd: no address printed"
-    grep -q "with_socket: $addr" "$tmp/lfd.err" || fail "--listen-fd: serves $addr, not the inherited socket"
+    addr=$(bound_addr "$tmp/lfd-$mode.out") || fail "--listen-fd: no address printed"
+    grep -q "with_socket: $addr" "$tmp/lfd-$mode.err" || fail "--listen-fd: serves $addr, not the inherited socket"
     echo_check "$addr"
     stop_server "$spid"
     echo "ok: $mode: mio-echo-threaded serves an inherited listener (--listen-fd)"
@@ -167,14 +167,14 @@ fdcount() { ls "/proc/$1/fd" | wc -l; }
 
 for mode in acceptor reuseport; do
     "$echo_thr" --listen 127.0.0.1:0 --workers 2 --mode $mode --drain-ms 3000 \
-        > "$tmp/r.out" 2> "$tmp/r.err" &
+        > "$tmp/r-$mode.out" 2> "$tmp/r-$mode.err" &
     old=$!; pids="$pids $old"
-    addr=$(bound_addr "$tmp/r.out") || fail "restart: no address"
+    addr=$(bound_addr "$tmp/r-$mode.out") || fail "restart: no address"
     "$load" --target "$addr" --mode connect --conns 16 --threads 2 --duration 3 > "$tmp/load.out" 2>&1 &
     lpid=$!
     sleep 1
     t0=$(date +%s%N)
-    new=$(restart "$old" "$tmp/r.out")
+    new=$(restart "$old" "$tmp/r-$mode.out")
     pids="$pids $new"
     wait "$old"; rc=$?
     t1=$(date +%s%N)
@@ -186,7 +186,7 @@ for mode in acceptor reuseport; do
     grep -q " server_closed=0 " "$tmp/load.out" || fail "$mode: connections closed unanswered"
     grep -q " lost_bytes=0 " "$tmp/load.out" || fail "$mode: bytes lost"
     echo "$mode: restart under load: $(grep -o 'conns_done=[0-9]* conns_per_s=[0-9]*' "$tmp/load.out") errors=0; old exited in $ms ms"
-    [ -s "$tmp/r.err" ] && fail "$mode: stderr: $(cat "$tmp/r.err")"
+    [ -s "$tmp/r-$mode.err" ] && fail "$mode: stderr: $(cat "$tmp/r-$mode.err")"
     kill -0 "$new" 2> /dev/null || fail "$mode: the new process $new is gone"
     echo_check "$addr"
     n1=$(fdcount "$new")
@@ -196,7 +196,7 @@ for mode in acceptor reuseport; do
     n2=$(fdcount "$new")
     [ "$n1" -eq "$n2" ] || fail "$mode: new process fds $n1 -> $n2 after load"
     # and again: the restarted copy restarts too, with its inherited (adopted) sockets
-    newer=$(restart "$new" "$tmp/r.out")
+    newer=$(restart "$new" "$tmp/r-$mode.out")
     pids="$pids $newer"
     wait "$new" 2> /dev/null
     i=0; while kill -0 "$new" 2> /dev/null; do i=$((i + 1)); [ $i -lt 100 ] || fail "second old process stays"; sleep 0.05; done

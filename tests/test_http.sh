@@ -92,16 +92,16 @@ done
 
 # 3. graceful stop with a keep-alive connection open (default timeouts: it stays open)
 for sig in TERM INT; do
-    "$http" --listen 127.0.0.1:0 --workers 2 > "$tmp/stop.out" 2> "$tmp/stop.err" &
+    "$http" --listen 127.0.0.1:0 --workers 2 > "$tmp/stop-$sig.out" 2> "$tmp/stop-$sig.err" &
     spid=$!; pids="$pids $spid"
-    addr=$(bound_addr "$tmp/stop.out") || fail "stop: no address printed"
+    addr=$(bound_addr "$tmp/stop-$sig.out") || fail "stop: no address printed"
     "$client" "$addr" hold > "$tmp/hold.out" 2>&1 &
     cpid=$!; pids="$pids $cpid"
     i=0
     until grep -q held "$tmp/hold.out"; do
         i=$((i + 1)); [ $i -lt 100 ] || fail "hold client got no answer"; sleep 0.05
     done
-    stop_server "$spid" "$sig" "$tmp/stop.out"
+    stop_server "$spid" "$sig" "$tmp/stop-$sig.out"
     wait "$cpid" || fail "the held connection was not closed by SIG$sig"
     echo "ok: SIG$sig with a keep-alive connection open: exit 0, connection closed"
 done

@@ -58,6 +58,7 @@ stop_server() {
 # Starts "$@" with its output in $tmp/$name.out and sets spid and addr.
 start() {
     name=$1; shift
+    rm -f "$tmp/$name.out" # the shell truncates it only once the job runs: no stale address read
     "$@" > "$tmp/$name.out" 2> "$tmp/$name.err" &
     spid=$!; pids="$pids $spid"
     addr=$(bound_addr "$tmp/$name.out") || fail "$name: no address printed"

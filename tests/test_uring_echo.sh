@@ -26,6 +26,9 @@ fi
 
 # Starts the server with the given options and sets pid and addr. Exits 77 if io_uring is refused.
 start() {
+    # A fresh file: the shell truncates it only once the background job runs, and a read before
+    # that would find the previous server's address.
+    rm -f "$tmp/srv.out"
     "$srv" --listen 127.0.0.1:0 "$@" > "$tmp/srv.out" 2> "$tmp/srv.err" &
     pid=$!
     i=0
