@@ -60,7 +60,7 @@ run_example() {
 # Opens a page with man -l and a name with man -M: status 0 and nothing on stderr.
 man_ok() {
     local tree=$1 sec=$2 name=$3 err file
-    file=$(find "$tree/man$sec" -name "$name.$sec*" | head -n 1)
+    file=$(find "$tree/man$sec" -name "$name.$sec*" -print -quit)
     [ -n "$file" ] || die "no page $name($sec) under $tree"
     if ! err=$(LC_ALL=C man -l "$file" 2>&1 >/dev/null) || [ -n "$err" ]; then
         die "man -l $file: $err"
@@ -77,7 +77,7 @@ arch=$(dpkg --print-architecture)
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 pkgs=()
 for name in libmio0 libmio-dev mio-tools; do
-    f=$(find "$debs" -maxdepth 1 -name "${name}_${version}-*_$arch.deb" | head -n 1)
+    f=$(find "$debs" -maxdepth 1 -name "${name}_${version}-*_$arch.deb" -print -quit)
     [ -n "$f" ] || die "no ${name}_${version}-*_$arch.deb in $debs (make deb)"
     pkgs+=("$f")
 done
@@ -120,7 +120,7 @@ case " $flags " in *" -D"*) die "pkg-config hands users a -D flag: $flags" ;; es
 (cd "$tmp" && cc example.c $(pkg-config --cflags --libs mio) -o example-pkg) || die "README example did not build"
 unset PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_LIBDIR
 export LD_LIBRARY_PATH="$root/usr/lib/$multiarch"
-ldd "$tmp/example-pkg" | grep -q "=> $root/usr/lib/$multiarch/libmio.so.0 " ||
+grep -q "=> $root/usr/lib/$multiarch/libmio.so.0 " <<< "$(ldd "$tmp/example-pkg")" ||
     die "example-pkg does not load the packaged libmio: $(ldd "$tmp/example-pkg")"
 run_example "$tmp/example-pkg"
 
@@ -157,7 +157,7 @@ echo "  pkg-config --cflags --libs mio: $flags"
 (cd "$tmp" && cc example.c $(pkg-config --cflags --libs mio) -Wl,-rpath,$(pkg-config --variable=libdir mio) \
     -o example-prefix) || die "README example did not build against $prefix"
 unset PKG_CONFIG_PATH
-ldd "$tmp/example-prefix" | grep -q "=> $prefix/lib/libmio.so.0 " ||
+grep -q "=> $prefix/lib/libmio.so.0 " <<< "$(ldd "$tmp/example-prefix")" ||
     die "example-prefix does not load $prefix/lib/libmio.so.0: $(ldd "$tmp/example-prefix")"
 run_example "$tmp/example-prefix"
 man_ok "$prefix/share/man" 3 MIO_READABLE
