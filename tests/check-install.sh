@@ -106,6 +106,9 @@ for p in mio-echo mio-echo-threaded mio-drop mio-drop-threaded mio-udp-echo mio-
          mio-chat mio-load; do
     grep -qx "$p" <<< "$programs" || die "mio-tools lacks /usr/bin/$p"
 done
+for u in mio-echo-threaded.socket mio-echo-threaded.service mio-http.socket mio-http.service; do
+    has "${pkgs[2]}" "/lib/systemd/system/$u"
+done
 
 root="$tmp/root"
 for f in "${pkgs[@]}"; do dpkg-deb -x "$f" "$root"; done
