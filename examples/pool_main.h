@@ -76,7 +76,7 @@ static void pool_main_usage(FILE *f, const char *prog, const struct pool_main_pr
     fprintf(f,
             "usage: %s [--listen ADDR] [--listen-fd N]... [--workers N]\n"
             "          [--mode acceptor|reuseport] [--balance rr|least|awake] [--pin]\n"
-            "          [--drain-ms MS]",
+            "          [--backend epoll|uring|auto] [--drain-ms MS]",
             prog);
     for (n = p->nums; n != NULL && n->name != NULL; n++)
         fprintf(f, " [--%s %s]", n->name, n->arg);
@@ -91,6 +91,8 @@ static void pool_main_usage(FILE *f, const char *prog, const struct pool_main_pr
             "  --balance B     rr (round robin, default), least (least loaded) or awake\n"
             "                  (awake workers first: fewer wake-ups); acceptor mode\n"
             "  --pin           pin each thread to one CPU, round robin\n"
+            "  --backend B     epoll, uring (io_uring; fails where it cannot run) or auto\n"
+            "                  (io_uring where it runs); default: $MIO_BACKEND, else epoll\n"
             "  --drain-ms MS   restart: time the old process gives its connections (10000)\n",
             p->what);
     for (n = p->nums; n != NULL && n->name != NULL; n++)
@@ -453,7 +455,7 @@ static int pool_main_ready_fd(void)
 
 static int pool_main_prog(int argc, char **argv, const struct pool_main_prog *prog)
 {
-    struct option longopts[9 + POOL_MAIN_MAX_NUMS] = {
+    struct option longopts[10 + POOL_MAIN_MAX_NUMS] = {
         {"listen", required_argument, NULL, 'l'},
         {"workers", required_argument, NULL, 'w'},
         {"mode", required_argument, NULL, 'm'},
@@ -462,6 +464,7 @@ static int pool_main_prog(int argc, char **argv, const struct pool_main_prog *pr
         {"help", no_argument, NULL, 'h'},
         {"listen-fd", required_argument, NULL, 'f'},
         {"drain-ms", required_argument, NULL, 'd'},
+        {"backend", required_argument, NULL, 'B'},
     };
     const char *listen = "127.0.0.1:7000";
     bool listen_given = false;
@@ -481,7 +484,7 @@ static int pool_main_prog(int argc, char **argv, const struct pool_main_prog *pr
     for (; prog->nums != NULL && prog->nums[nnums].name != NULL; nnums++) {
         if (nnums == POOL_MAIN_MAX_NUMS)
             return 2; /* a program bug: more options than the table holds */
-        longopts[8 + nnums] =
+        longopts[9 + nnums] =
             (struct option){prog->nums[nnums].name, required_argument, NULL, 256 + nnums};
     }
     while ((opt = getopt_long(argc, argv, "l:w:m:b:ph", longopts, NULL)) != -1) {
@@ -540,6 +543,19 @@ static int pool_main_prog(int argc, char **argv, const struct pool_main_prog *pr
         case 'p':
             opts.pin_cpus = true;
             break;
+        case 'B':
+            if (strcmp(optarg, "epoll") == 0)
+                opts.backend = MIO_BACKEND_EPOLL;
+            else if (strcmp(optarg, "uring") == 0 || strcmp(optarg, "io_uring") == 0)
+                opts.backend = MIO_BACKEND_IO_URING;
+            else if (strcmp(optarg, "auto") == 0)
+                opts.backend = MIO_BACKEND_AUTO;
+            else {
+                fprintf(stderr, "%s: bad value '%s' for --backend: epoll, uring or auto\n",
+                        argv[0], optarg);
+                return 2;
+            }
+            break;
         case 'h':
             pool_main_usage(stdout, argv[0], prog);
             return 0;
@@ -573,7 +589,9 @@ static int pool_main_prog(int argc, char **argv, const struct pool_main_prog *pr
     }
     err = mio_pool_new(&opts, &pool);
     if (err < 0) {
-        fprintf(stderr, "%s: %s\n", argv[0], mio_strerror(err));
+        fprintf(stderr, "%s: cannot create the pool%s: %s\n", argv[0],
+                opts.backend == MIO_BACKEND_IO_URING ? " on the io_uring backend" : "",
+                mio_strerror(err));
         return 1;
     }
     pool_main_pool = pool;

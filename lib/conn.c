@@ -127,6 +127,8 @@ static void conn_finish(mio_conn *c)
 
     if (mio__conn_ops(c)->on_close != NULL)
         mio__conn_ops(c)->on_close(c, -(int)c->dead_errno, c->arg);
+    if (mio__conn_ctx(c)->ring != NULL)
+        mio__conn_ring_stop(c); /* the receive holds the socket open until it is cancelled */
     fd = mio__conn_fd(c);
     (void)mio__reactor_forget(c->r, mio__conn_token(c));
     (void)close(fd);
@@ -138,30 +140,38 @@ static void conn_finish(mio_conn *c)
  * seen, queue empty) keeps READABLE: errors and hang-ups are reported whatever the interest. */
 int mio__conn_sync_interest(mio_conn *c)
 {
+    bool ring = mio__conn_ctx(c)->ring != NULL;
+    bool reading = !(c->flags & (MIO__CF_CLOSING | MIO__CF_PAUSED | MIO__CF_EOF |
+                                 MIO__CF_CONNECTING | MIO__CF_READ_OFF));
     mio_interest want = 0;
     int err;
 
-    if (!(c->flags & (MIO__CF_CLOSING | MIO__CF_PAUSED | MIO__CF_EOF | MIO__CF_CONNECTING |
-                      MIO__CF_READ_OFF)))
+    if (c->flags & MIO__CF_DEAD)
+        return -EPIPE;
+    if (reading && !ring)
         want |= MIO_READABLE;
     if (mio__conn_has_wq(c))
         want |= MIO_WRITABLE;
     /* Wanting nothing: errors and hang-ups come whatever the interest. A paused reader parks on
      * PRIORITY (no edge for ordinary data), so that resuming is a real change that re-arms the
-     * READABLE edge for bytes that arrived meanwhile. */
+     * READABLE edge for bytes that arrived meanwhile. On the io_uring backend the receive reads,
+     * so epoll never watches READABLE. */
     if (want == 0)
-        want = (c->flags & MIO__CF_CONNECTING) ? MIO_WRITABLE
-               : (c->flags & MIO__CF_READ_OFF) ? MIO_PRIORITY
-                                                : MIO_READABLE;
-    if (want == c->interest)
-        return 0;
-    err = mio_reactor_modify(c->r, mio__conn_token(c), want);
-    if (err < 0) {
-        mio__conn_teardown(c, err);
-        return err;
+        want = (c->flags & MIO__CF_CONNECTING)    ? MIO_WRITABLE
+               : (c->flags & MIO__CF_READ_OFF) || ring ? MIO_PRIORITY
+                                                      : MIO_READABLE;
+    if (want != c->interest) {
+        err = mio_reactor_modify(c->r, mio__conn_token(c), want);
+        if (err < 0)
+            goto fail;
+        c->interest = want;
     }
-    c->interest = want;
+    if (ring && (err = mio__conn_ring_sync(c, reading)) < 0)
+        goto fail;
     return 0;
+fail:
+    mio__conn_teardown(c, err);
+    return err;
 }
 
 int mio__conn_flushed(mio_conn *c)
@@ -243,7 +253,8 @@ static void conn_ctx_destroy(mio_reactor *r, void *arg)
     mio__free(mio__reactor_arena(r), ctx);
 }
 
-static const struct mio__reactor_ext conn_ext_ops = {conn_settle, conn_ctx_destroy};
+static const struct mio__reactor_ext conn_ext_ops = {conn_settle, conn_ctx_destroy,
+                                                     mio__conn_ring_complete};
 
 static struct mio__conn_ctx *conn_ctx_get(mio_reactor *r)
 {
@@ -255,10 +266,12 @@ static struct mio__conn_ctx *conn_ctx_get(mio_reactor *r)
     if (ctx == NULL)
         return NULL;
     /* With the context, so that no read or write meets a missing buffer (the stage's pages are
-     * touched only as writes fill it). */
-    ctx->read_buf = mio__alloc(mio__reactor_arena(r), MIO__CONN_READ_BUF);
+     * touched only as writes fill it). On the io_uring backend the ring's buffers are read into. */
+    ctx->ring = mio__reactor_uring(r);
+    if (ctx->ring == NULL)
+        ctx->read_buf = mio__alloc(mio__reactor_arena(r), MIO__CONN_READ_BUF);
     ctx->stage = mio__alloc(mio__reactor_arena(r), MIO__STAGE_BYTES);
-    if (ctx->read_buf == NULL || ctx->stage == NULL ||
+    if ((ctx->read_buf == NULL && ctx->ring == NULL) || ctx->stage == NULL ||
         mio__reactor_attach(r, &conn_ext_ops, ctx) < 0) {
         mio__free(mio__reactor_arena(r), ctx->read_buf);
         mio__free(mio__reactor_arena(r), ctx->stage);
@@ -356,7 +369,9 @@ int mio__conn_adopt(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, 
                     mio_conn **out)
 {
     struct mio__conn_ctx *ctx = conn_ctx_get(r);
-    mio_interest interest = (flags & MIO__CF_CONNECTING) ? MIO_WRITABLE : MIO_READABLE;
+    mio_interest interest = (flags & MIO__CF_CONNECTING) ? MIO_WRITABLE
+                            : ctx != NULL && ctx->ring != NULL ? MIO_PRIORITY
+                                                               : MIO_READABLE;
     mio__arena arena = mio__reactor_arena(r);
     mio_conn *c;
     mio_token token;
@@ -392,6 +407,13 @@ int mio__conn_adopt(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, 
     if (err < 0)
         goto err_ops;
     c->slot = (uint32_t)token;
+    if (ctx->ring != NULL && !(flags & MIO__CF_CONNECTING)) {
+        err = mio__conn_ring_sync(c, true); /* the first receive */
+        if (err < 0) {
+            (void)mio_reactor_remove(r, token);
+            goto err_ops;
+        }
+    }
     mio__pr_add_64(&ctx->count, 1);
     *out = c;
     return 0;
@@ -411,6 +433,8 @@ void mio__conn_unadopt(mio_conn *c)
 
     conn_cancel_timers(c);
     mio__pr_sub_64(&mio__conn_ctx(c)->count, 1);
+    if (mio__conn_ctx(c)->ring != NULL)
+        mio__conn_ring_stop(c);
     (void)mio__reactor_forget(c->r, mio__conn_token(c));
     (void)close(fd);
     conn_release(c);

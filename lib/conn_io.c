@@ -29,7 +29,7 @@ static void conn_flush_queue(mio_conn *c);
 
 /* ------------------------------------------------------------------ reading */
 
-static void conn_drop_tail(mio_conn *c)
+void mio__conn_drop_tail(mio_conn *c)
 {
     struct mio__conn_ext *x = c->x;
 
@@ -49,7 +49,7 @@ static void conn_keep(mio_conn *c, const char *data, size_t len, size_t keep, bo
     size_t cap;
 
     if (keep == 0) {
-        conn_drop_tail(c);
+        mio__conn_drop_tail(c);
         return;
     }
     /* An incomplete message of `limit` bytes or more is longer than the limit. */
@@ -73,8 +73,7 @@ static void conn_keep(mio_conn *c, const char *data, size_t len, size_t keep, bo
     x->in_cap = (uint32_t)cap;
 }
 
-/* Calls on_read(data, len); then keeps what mio_conn_consume left unconsumed. */
-static void conn_deliver(mio_conn *c, const char *data, size_t len, bool from_tail)
+void mio__conn_deliver(mio_conn *c, const char *data, size_t len, bool from_tail)
 {
     struct mio__conn_ctx *ctx = mio__conn_ctx(c);
     size_t keep;
@@ -86,7 +85,7 @@ static void conn_deliver(mio_conn *c, const char *data, size_t len, bool from_ta
     keep = ctx->keep;
     ctx->reading = NULL;
     if (c->flags & (MIO__CF_DEAD | MIO__CF_CLOSING))
-        conn_drop_tail(c); /* no on_read will come again */
+        mio__conn_drop_tail(c); /* no on_read will come again */
     else if (len > 0)
         conn_keep(c, data, len, keep, from_tail);
 }
@@ -142,18 +141,18 @@ static void conn_read(mio_conn *c, bool rdhup)
                 x->last_active = mio_reactor_now_ms(c->r);
             if (tail) {
                 x->in_len += (uint32_t)n;
-                conn_deliver(c, x->in, x->in_len, true);
+                mio__conn_deliver(c, x->in, x->in_len, true);
             } else {
-                conn_deliver(c, buf, (size_t)n, false);
+                mio__conn_deliver(c, buf, (size_t)n, false);
             }
             if ((size_t)n < cap && !rdhup)
                 break;
         } else if (n == 0) {
             c->flags |= MIO__CF_EOF;
-            conn_drop_tail(c); /* an incomplete last message: the peer will not finish it */
+            mio__conn_drop_tail(c); /* an incomplete last message: the peer will not finish it */
             if (x != NULL)
                 x->last_active = mio_reactor_now_ms(c->r);
-            conn_deliver(c, ctx->read_buf, 0, false);
+            mio__conn_deliver(c, ctx->read_buf, 0, false);
             if (!(c->flags & MIO__CF_DEAD))
                 (void)mio__conn_sync_interest(c);
             break;
@@ -195,7 +194,9 @@ void mio__conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, void 
     if ((err || mio_event_is_writable(ev) || mio_event_is_write_closed(ev)) &&
         mio__conn_has_wq(c))
         conn_flush_queue(c);
-    if (!(c->flags & MIO__CF_DEAD) && (err || rdhup || mio_event_is_readable(ev)))
+    /* On the io_uring backend the multishot receive reads (conn_ring.c), never the event. */
+    if (!(c->flags & MIO__CF_DEAD) && (err || rdhup || mio_event_is_readable(ev)) &&
+        mio__conn_ctx(c)->ring == NULL)
         conn_read(c, rdhup);
 }
 

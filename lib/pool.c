@@ -97,7 +97,7 @@ static int pool_worker_init(mio_pool *pool, unsigned i)
         memset(w->slots, 0, ring_size * sizeof(*w->slots));
     ck_ring_init(&w->ring, ring_size);
     pool->nworkers = i + 1;
-    err = mio_reactor_new(NULL, &w->r);
+    err = mio_reactor_new(&(mio_reactor_opts){.backend = pool->opts.backend}, &w->r);
     if (err < 0)
         return err;
     mio__reactor_set_pool_owned(w->r, true);
@@ -118,7 +118,8 @@ int mio_pool_new(const mio_pool_opts *opts, mio_pool **out)
     if ((o.mode != MIO_POOL_ACCEPTOR && o.mode != MIO_POOL_REUSEPORT) ||
         (o.balance != MIO_BALANCE_ROUND_ROBIN && o.balance != MIO_BALANCE_LEAST_LOADED &&
          o.balance != MIO_BALANCE_AWAKE_FIRST) ||
-        o.backlog < 0 || o.workers > 4096)
+        o.backlog < 0 || o.workers > 4096 || o.backend < MIO_BACKEND_DEFAULT ||
+        o.backend > MIO_BACKEND_AUTO)
         return -EINVAL;
     pool = mio__calloc(0, 1, sizeof(*pool));
     if (pool == NULL)

@@ -330,6 +330,7 @@ void *mio__pool_worker_main(void *arg)
     mio__reactor_settle(w->r); /* their on_close calls, before the owner's join returns */
     if (err == 0 && w->pool->opts.on_worker_stop != NULL)
         w->pool->opts.on_worker_stop(w->r, w->index, w->pool->opts.worker_arg);
+    mio__reactor_quiesce(w->r); /* the owner frees the reactor without entering its ring */
     mio__free(mio__reactor_arena(w->r), ctxs);
     return NULL;
 }

@@ -18,7 +18,9 @@
  * admits at most one performed wake: wakes_performed <= sleeps, always. */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <mio/poll.h>
@@ -29,6 +31,7 @@
 #include "internal/reactor_int.h"
 #include "internal/slab.h"
 #include "internal/timer_wheel.h"
+#include "internal/uring.h"
 #include "internal/waker_int.h"
 
 _Static_assert(sizeof(mio_token) == 8, "reactor tokens need a 64-bit mio_token");
@@ -62,6 +65,9 @@ struct mio_reactor {
     mio_registry *reg;
     mio_events *events;
     mio_waker *waker;
+    struct mio__uring *uring; /* the io_uring backend's ring; NULL with epoll */
+    bool epoll_due;           /* io_uring backend: the epoll fd has (or may have) events */
+    int ring_ran;             /* io_uring backend: completions handed to the ext this iteration */
     struct mio__reactor_source src;
     struct mio__post_queue tasks; /* ck_ring pads its own producer/consumer lines */
     char pad0[PAD];
@@ -107,9 +113,47 @@ static int reactor_opts_resolve(const mio_reactor_opts *opts, mio_reactor_opts *
     if (o->post_capacity == 0)
         o->post_capacity = DEFAULT_POST;
     if (o->post_capacity > (1u << 30) || o->events_capacity > (1u << 24) ||
-        (o->use_arena != 0 && o->use_arena != -1))
+        (o->use_arena != 0 && o->use_arena != -1) || o->backend < MIO_BACKEND_DEFAULT ||
+        o->backend > MIO_BACKEND_AUTO)
         return -EINVAL;
     return 0;
+}
+
+static int env_backend;
+static pthread_once_t env_backend_once = PTHREAD_ONCE_INIT;
+
+static void env_backend_read(void)
+{
+    const char *v = getenv("MIO_BACKEND");
+
+    if (v == NULL || *v == '\0' || strcmp(v, "epoll") == 0)
+        env_backend = MIO_BACKEND_EPOLL;
+    else if (strcmp(v, "io_uring") == 0 || strcmp(v, "uring") == 0)
+        env_backend = MIO_BACKEND_IO_URING;
+    else if (strcmp(v, "auto") == 0)
+        env_backend = MIO_BACKEND_AUTO;
+    else
+        env_backend = -EINVAL;
+}
+
+/* The backend a reactor gets: DEFAULT becomes MIO_BACKEND's (read once), AUTO becomes IO_URING
+ * where the probe succeeds. Returns EPOLL, IO_URING or -errno. */
+static int backend_choose(int want)
+{
+    int err;
+
+    if (want == MIO_BACKEND_DEFAULT) {
+        (void)pthread_once(&env_backend_once, env_backend_read);
+        want = env_backend;
+        if (want < 0)
+            return want;
+    }
+    if (want == MIO_BACKEND_EPOLL)
+        return want;
+    err = mio__uring_probe();
+    if (err == 0)
+        return MIO_BACKEND_IO_URING;
+    return want == MIO_BACKEND_AUTO ? MIO_BACKEND_EPOLL : err;
 }
 
 int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
@@ -118,10 +162,13 @@ int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
     mio__arena arena = 0;
     bool own_arena = false;
     mio_reactor *r;
-    int err;
+    int err, backend;
 
     if (out == NULL || reactor_opts_resolve(opts, &o) < 0)
         return -EINVAL;
+    backend = backend_choose(o.backend);
+    if (backend < 0)
+        return backend;
     if (o.use_arena == 0) {
         err = mio__arena_create(&arena);
         if (err < 0)
@@ -152,9 +199,17 @@ int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
     err = mio_waker_new(r->reg, MIO__WAKER_TOKEN, &r->waker);
     if (err < 0)
         goto err_events;
+    if (backend == MIO_BACKEND_IO_URING) {
+        err = mio__uring_new(mio_poll_fd(r->poll), &r->uring);
+        if (err < 0)
+            goto err_waker;
+    }
+    ctr_set(&r->st.backend, (uint64_t)backend);
     *out = r;
     return 0;
 
+err_waker:
+    mio_waker_free(r->waker);
 err_events:
     mio_events_free(r->events);
 err_poll:
@@ -183,6 +238,7 @@ void mio_reactor_free(mio_reactor *r)
     }
     arena = r->arena;
     own_arena = r->own_arena;
+    mio__uring_free(r->uring); /* cancels and reaps what is in flight */
     mio_waker_free(r->waker);
     mio_events_free(r->events);
     mio_poll_free(r->poll);
@@ -499,6 +555,8 @@ static int run_timers(mio_reactor *r)
     return ran;
 }
 
+static int ring_wait(mio_reactor *r, int timeout);
+
 /* The wait of one iteration: publishes SLEEPING and re-checks the inputs when it would block,
  * polls, sets RUNNING and reads the clock. *src_pending: the source had work before the wait.
  * Returns the number of events harvested or -errno. */
@@ -518,16 +576,74 @@ static int wait_events(mio_reactor *r, int timeout_ms, bool *src_pending)
     /* Every iteration asks the source, so a reactor that never sleeps cannot starve it. */
     if (r->has_src && r->src.pending(r->src.arg))
         *src_pending = true, timeout = 0;
-    n = mio_poll_poll(r->poll, r->events, timeout);
+    n = r->uring != NULL ? ring_wait(r, timeout) : mio_poll_poll(r->poll, r->events, timeout);
     if (published)
         mio__pr_store_uint(&r->state, STATE_RUNNING); /* ends WOKEN before any draining */
     r->now = mio__clock_ms(r->now);
     ctr_add(&r->st.iterations, 1);
-    if (n < 0)
-        return n;
+    if (n < 0 || r->uring != NULL)
+        return n; /* the ring's completions are counted as they are reaped */
     ctr_add(&r->st.events, (uint64_t)n);
     if (n == 0 && timeout != 0)
         ctr_add(&r->st.zero_event_wakeups, 1);
+    return n;
+}
+
+/* ------------------------------------------------------------------ the io_uring backend's wait
+ *
+ * One io_uring_enter per iteration submits what the last one prepared and waits. The ring watches
+ * the epoll fd with a multishot poll, so handlers, the waker and the pool's sources keep their
+ * epoll semantics: when that poll fires, the iteration harvests the epoll set without waiting. A
+ * multishot poll fires on new readiness only, so a harvest that filled the events array leaves
+ * the next iteration a zero wait and a harvest of the rest. */
+
+static int ring_wait(mio_reactor *r, int timeout)
+{
+    int err = mio__uring_wait(r->uring, r->epoll_due ? 0 : timeout);
+
+    /* -ETIME: the timeout passed; -EBUSY: the CQ is full, the completions are there to reap. */
+    return err == -ETIME || err == -EBUSY ? 0 : err;
+}
+
+static void ring_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsigned bid)
+{
+    mio_reactor *r = arg;
+
+    if (ud == MIO__UD_EPOLL) {
+        r->epoll_due = true;
+        return;
+    }
+    if (r->ext != NULL && r->ext->complete != NULL) {
+        r->ext->complete(r, r->ext_ctx, ud, res, flags, bid);
+        settle_point(r);
+        r->ring_ran++;
+    } else if (flags & MIO__CQE_BUFFER) {
+        mio__uring_buf_put(r->uring, bid); /* nobody left to take it */
+    }
+}
+
+/* Reaps the completions (the attached layer's run their callbacks), then harvests the epoll set
+ * when it is due. Returns the number of epoll events harvested (0 when none was due), or -errno;
+ * *cqes: the completions reaped. */
+static int ring_harvest(mio_reactor *r, unsigned *cqes)
+{
+    struct mio__uring_stats us;
+    int n = 0;
+
+    r->ring_ran = 0;
+    *cqes = mio__uring_reap(r->uring, ring_on_cqe, r);
+    if (r->ring_ran > 0)
+        ctr_add(&r->st.handlers_run, (uint64_t)r->ring_ran);
+    mio__uring_stats(r->uring, &us);
+    ctr_set(&r->st.ring_enters, us.enters);
+    ctr_set(&r->st.ring_completions, us.cqes);
+    if (r->epoll_due) {
+        n = mio_poll_poll(r->poll, r->events, 0);
+        if (n < 0)
+            return n;
+        r->epoll_due = (unsigned)n == mio_events_capacity(r->events);
+        ctr_add(&r->st.events, (uint64_t)n);
+    }
     return n;
 }
 
@@ -573,7 +689,18 @@ static int iterate(mio_reactor *r, int timeout_ms)
     n = wait_events(r, timeout_ms, &src_pending);
     if (n < 0)
         return n;
-    ran = dispatch_events(r, &woke);
+    if (r->uring != NULL) {
+        unsigned cqes;
+
+        n = ring_harvest(r, &cqes);
+        if (n < 0)
+            return n;
+        ran = r->ring_ran + (n > 0 ? dispatch_events(r, &woke) : 0);
+        if (cqes == 0 && n == 0)
+            ctr_add(&r->st.zero_event_wakeups, 1);
+    } else {
+        ran = dispatch_events(r, &woke);
+    }
     if (r->has_src && (woke || src_pending)) {
         r->src.drain(r, r->src.arg);
         settle_point(r);
@@ -583,6 +710,13 @@ static int iterate(mio_reactor *r, int timeout_ms)
     if (ran > 0)
         r->now = mio__clock_ms(r->now);
     ran += run_timers(r);
+    if (r->uring != NULL) {
+        struct mio__uring_stats us;
+
+        (void)mio__uring_flush(r->uring); /* conns closed in this iteration close now */
+        mio__uring_stats(r->uring, &us);
+        ctr_set(&r->st.ring_enters, us.enters);
+    }
     return ran;
 }
 
@@ -636,7 +770,26 @@ int mio_reactor_stats(const mio_reactor *r, struct mio_reactor_stats *out)
     out->stale_events = mio__pr_load_64(&r->st.stale_events);
     out->sleeps = mio__pr_load_64(&r->st.sleeps);
     out->tasks_queued = mio__post_queue_len(&r->tasks);
+    out->backend = mio__pr_load_64(&r->st.backend);
+    out->ring_enters = mio__pr_load_64(&r->st.ring_enters);
+    out->ring_completions = mio__pr_load_64(&r->st.ring_completions);
     return 0;
+}
+
+int mio_reactor_backend(const mio_reactor *r)
+{
+    return r == NULL ? -EINVAL : (int)mio__pr_load_64(&r->st.backend);
+}
+
+struct mio__uring *mio__reactor_uring(const mio_reactor *r)
+{
+    return r->uring;
+}
+
+void mio__reactor_quiesce(mio_reactor *r)
+{
+    if (r->uring != NULL)
+        mio__uring_quiesce(r->uring);
 }
 
 mio__arena mio__reactor_arena(const mio_reactor *r)

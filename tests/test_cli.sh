@@ -108,6 +108,9 @@ done
 reject_ints --self-test "0 10000001 4294967297" "$drop" $L
 reject_ints --workers "4097 4294967297" "$echo_thr" $L
 reject_ints --workers "4097 4294967297" "$drop_thr" $L
+for p in "$echo_thr" "$drop_thr"; do
+    for v in '' kqueue EPOLL 'uring '; do reject --backend "$v" "$p" $L --backend "$v"; done
+done
 T='--target 127.0.0.1:1'
 reject_addrs --target "$load"
 reject_ints --threads "0 257 4294967297" "$load" $T
@@ -137,6 +140,14 @@ for w in 0 2; do
     done
 done
 grep -q "stopped: workers=2 " "$tmp/thr.out" || fail "--workers 2 did not give 2 workers"
+# --backend epoll and auto always run (auto falls back to epoll where io_uring cannot).
+for be in epoll auto; do
+    : > "$tmp/thr.out"
+    "$echo_thr" $L --workers 1 --backend $be > "$tmp/thr.out" 2>&1 &
+    tpid=$!; pids="$pids $tpid"
+    bound_addr "$tmp/thr.out" > /dev/null || fail "--backend $be printed no address"
+    stop_server "$tpid" "$tmp/thr.out" "stopped: workers="
+done
 "$udp_srv" $L > "$tmp/udp.out" 2>&1 &
 upid=$!; pids="$pids $upid"
 bound_addr "$tmp/udp.out" > /dev/null || fail "udp echo printed no address"

@@ -671,6 +671,97 @@ static void test_set_reading(void **state)
     close(cli);
 }
 
+/* ---- reading stopped by another conn's callback while its bytes are on their way ---- */
+
+/* Two conns whose bytes arrive in the same batch; the first one read stops the other (a relay
+ * pausing its source). The stopped one must get nothing until it is resumed (on the io_uring
+ * backend its receive may already have completed in that batch: those bytes are held), then
+ * every byte, in order, once, without new bytes arriving. */
+struct xstop {
+    mio_conn *c;
+    struct xstop *other;
+    size_t got, got_while_off;
+    bool off;
+    unsigned char next;
+    bool bad;
+};
+
+static bool xstop_armed; /* the first read of a round stops the other conn */
+
+static void xstop_read(mio_conn *c, const void *data, size_t len, void *arg)
+{
+    struct xstop *x = arg;
+    const unsigned char *p = data;
+
+    (void)c;
+    if (x->off)
+        x->got_while_off += len;
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != x->next++)
+            x->bad = true;
+    x->got += len;
+    if (xstop_armed && len > 0) {
+        xstop_armed = false;
+        x->other->off = true;
+        assert_int_equal(mio_conn_set_reading(x->other->c, false), 0);
+    }
+}
+
+static const mio_conn_ops xstop_ops = {xstop_read, NULL, NULL};
+
+static void test_stop_reading_other_in_batch(void **state)
+{
+    struct xstop a = {0}, b = {0};
+    struct xstop *both[2] = {&a, &b};
+    int cli[2], srv[2];
+    unsigned char buf[300];
+    size_t sent = 0;
+
+    (void)state;
+    a.other = &b;
+    b.other = &a;
+    for (int i = 0; i < 2; i++) {
+        make_pair(&cli[i], &srv[i]);
+        assert_int_equal(mio_conn_open(r, srv[i], &xstop_ops, both[i], &both[i]->c), 0);
+    }
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    for (int round = 0; round < 40; round++) {
+        unsigned long long until;
+
+        for (size_t i = 0; i < sizeof buf; i++)
+            buf[i] = (unsigned char)(sent + i);
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(send(cli[i], buf, sizeof buf, 0), (ssize_t)sizeof buf);
+        sent += sizeof buf;
+        usleep(2000); /* both arrive before the next wait */
+        xstop_armed = true;
+        until = mio_test_now_ms() + 5000;
+        while (xstop_armed && mio_test_now_ms() < until)
+            assert_true(mio_reactor_run_once(r, 100) >= 0);
+        assert_false(xstop_armed);
+        run_for(10);
+        assert_int_equal(a.got_while_off + b.got_while_off, 0); /* stopped: nothing delivered */
+        for (int i = 0; i < 2; i++)
+            if (both[i]->off) {
+                assert_true(both[i]->got < sent);
+                both[i]->off = false;
+                assert_int_equal(mio_conn_set_reading(both[i]->c, true), 0);
+            }
+        until = mio_test_now_ms() + 5000;
+        while ((a.got < sent || b.got < sent) && mio_test_now_ms() < until)
+            assert_true(mio_reactor_run_once(r, 10) >= 0);
+        assert_int_equal(a.got, sent); /* resumed: every byte, no new bytes needed */
+        assert_int_equal(b.got, sent);
+    }
+    assert_false(a.bad);
+    assert_false(b.bad);
+    for (int i = 0; i < 2; i++) {
+        mio_conn_close(both[i]->c);
+        close(cli[i]);
+    }
+    run_for(20);
+}
+
 /* ---- order across a full stage: a write after a partial flush goes behind the queue ---- */
 
 #define ORDER_CHUNK 8192
@@ -907,6 +998,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_many_in_one_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_reading, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_reading_other_in_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_order_across_full_stage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_records_short_send, setup, teardown),

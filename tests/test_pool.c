@@ -264,6 +264,28 @@ static void test_lifecycle(void **state)
     bad.mode = 0;
     bad.balance = 9;
     assert_int_equal(mio_pool_new(&bad, &pool), -EINVAL);
+    bad.balance = 0;
+    bad.backend = MIO_BACKEND_AUTO + 1;
+    assert_int_equal(mio_pool_new(&bad, &pool), -EINVAL);
+    bad.backend = -1;
+    assert_int_equal(mio_pool_new(&bad, &pool), -EINVAL);
+    /* the workers get the pool's backend */
+    bad.backend = MIO_BACKEND_EPOLL;
+    bad.workers = 2;
+    assert_int_equal(mio_pool_new(&bad, &pool), 0);
+    assert_int_equal(mio_reactor_backend(mio_pool_worker(pool, 1)), MIO_BACKEND_EPOLL);
+    mio_pool_free(pool);
+    bad.backend = MIO_BACKEND_AUTO;
+    assert_int_equal(mio_pool_new(&bad, &pool), 0);
+    {
+        mio_reactor_opts ro = {.backend = MIO_BACKEND_AUTO};
+        mio_reactor *r;
+
+        assert_int_equal(mio_reactor_new(&ro, &r), 0);
+        assert_int_equal(mio_reactor_backend(mio_pool_worker(pool, 0)), mio_reactor_backend(r));
+        mio_reactor_free(r);
+    }
+    mio_pool_free(pool);
 
     /* stop before start, twice; start after stop */
     assert_int_equal(mio_pool_new(NULL, &pool), 0);

@@ -9,6 +9,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <mio/mio.h>
 
@@ -57,8 +60,10 @@ static void test_new_free_fds(void **state)
     (void)state;
     int before = mio_test_fd_count();
     mio_reactor *r = new_reactor();
-    /* epoll + eventfd, both non-blocking close-on-exec is the core's business; two fds here. */
-    assert_int_equal(mio_test_fd_count(), before + 2);
+    /* epoll + eventfd, both non-blocking close-on-exec is the core's business; two fds here, and
+     * the ring's with the io_uring backend. */
+    assert_int_equal(mio_test_fd_count(),
+                     before + (mio_reactor_backend(r) == MIO_BACKEND_IO_URING ? 3 : 2));
     mio_reactor_free(r);
     assert_int_equal(mio_test_fd_count(), before);
     mio_reactor_free(NULL);
@@ -84,6 +89,114 @@ static void test_new_options(void **state)
     o.use_arena = 0;
     o.post_capacity = (1u << 30) + 1;
     assert_int_equal(mio_reactor_new(&o, &r), -EINVAL);
+}
+
+/* The backend option: EPOLL always works; IO_URING works or says why; AUTO is one of the two;
+ * out-of-range values are refused. The stats name the backend that runs. */
+static void test_backend_option(void **state)
+{
+    mio_reactor_opts o = {0};
+    struct mio_reactor_stats st;
+    mio_reactor *r = NULL;
+    int uring_err;
+
+    (void)state;
+    assert_int_equal(mio_reactor_backend(NULL), -EINVAL);
+    o.backend = -1;
+    assert_int_equal(mio_reactor_new(&o, &r), -EINVAL);
+    o.backend = MIO_BACKEND_AUTO + 1;
+    assert_int_equal(mio_reactor_new(&o, &r), -EINVAL);
+
+    o.backend = MIO_BACKEND_EPOLL;
+    assert_int_equal(mio_reactor_new(&o, &r), 0);
+    assert_int_equal(mio_reactor_backend(r), MIO_BACKEND_EPOLL);
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    assert_int_equal(mio_reactor_stats(r, &st), 0);
+    assert_int_equal(st.backend, MIO_BACKEND_EPOLL);
+    assert_int_equal(st.ring_enters, 0);
+    mio_reactor_free(r);
+
+    o.backend = MIO_BACKEND_IO_URING;
+    uring_err = mio_reactor_new(&o, &r);
+    if (uring_err == 0) {
+        assert_int_equal(mio_reactor_backend(r), MIO_BACKEND_IO_URING);
+        assert_true(mio_reactor_run_once(r, 0) >= 0);
+        assert_true(mio_reactor_run_once(r, 1) >= 0);
+        assert_int_equal(mio_reactor_stats(r, &st), 0);
+        assert_int_equal(st.backend, MIO_BACKEND_IO_URING);
+        assert_true(st.ring_enters >= 2); /* one enter per iteration */
+        assert_true(st.iterations == 2);
+        mio_reactor_free(r);
+    } else {
+        print_message("note: io_uring backend unavailable: %s\n", mio_strerror(uring_err));
+        assert_true(uring_err == -EOPNOTSUPP || uring_err == -EPERM || uring_err == -ENOSYS ||
+                    uring_err == -ENOMEM);
+    }
+
+    o.backend = MIO_BACKEND_AUTO;
+    assert_int_equal(mio_reactor_new(&o, &r), 0);
+    assert_int_equal(mio_reactor_backend(r),
+                     uring_err == 0 ? MIO_BACKEND_IO_URING : MIO_BACKEND_EPOLL);
+    mio_reactor_free(r);
+}
+
+/* MIO_BACKEND picks the default backend (read once per process, so each case is a new process:
+ * this program run again with --backend-env-child). */
+static int env_child(const char *value)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    pid_t pid;
+    int status;
+
+    assert_true(n > 0);
+    self[n] = '\0';
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (value != NULL)
+            setenv("MIO_BACKEND", value, 1);
+        else
+            unsetenv("MIO_BACKEND");
+        execl(self, self, "--backend-env-child", (char *)NULL);
+        _exit(127);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* The child: creates a reactor with the default backend; exits 100 + the backend, or 1 with the
+ * -errno printed. */
+static int backend_env_child(void)
+{
+    mio_reactor *r;
+    int err = mio_reactor_new(NULL, &r), b;
+
+    if (err < 0) {
+        printf("%d\n", err);
+        return err == -EINVAL ? 2 : 1;
+    }
+    b = mio_reactor_backend(r);
+    mio_reactor_free(r);
+    return 100 + b;
+}
+
+static void test_backend_env(void **state)
+{
+    mio_reactor_opts o = {.backend = MIO_BACKEND_IO_URING};
+    mio_reactor *r;
+    bool uring = mio_reactor_new(&o, &r) == 0;
+
+    (void)state;
+    if (uring)
+        mio_reactor_free(r);
+    assert_int_equal(env_child(NULL), 100 + MIO_BACKEND_EPOLL);
+    assert_int_equal(env_child(""), 100 + MIO_BACKEND_EPOLL);
+    assert_int_equal(env_child("epoll"), 100 + MIO_BACKEND_EPOLL);
+    assert_int_equal(env_child("auto"), 100 + (uring ? MIO_BACKEND_IO_URING : MIO_BACKEND_EPOLL));
+    assert_int_equal(env_child("io_uring"), uring ? 100 + MIO_BACKEND_IO_URING : 1);
+    assert_int_equal(env_child("kqueue"), 2); /* an unknown name: -EINVAL, not a silent epoll */
 }
 
 static void test_null_arguments(void **state)
@@ -718,7 +831,7 @@ static void probe_destroy(mio_reactor *r, void *ctx)
     ((struct ext_probe *)ctx)->destroys++;
 }
 
-static const struct mio__reactor_ext probe_ext = {probe_settle, probe_destroy};
+static const struct mio__reactor_ext probe_ext = {probe_settle, probe_destroy, NULL};
 
 static void settle_from_task(mio_reactor *r, void *arg)
 {
@@ -852,12 +965,16 @@ static void test_source(void **state)
     mio_reactor_free(r);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--backend-env-child") == 0)
+        return backend_env_child();
     mio_test_watchdog(240);
     const struct CMUnitTest tests[] = {
         CORE_TEST(test_new_free_fds),
         CORE_TEST(test_new_options),
+        CORE_TEST(test_backend_option),
+        CORE_TEST(test_backend_env),
         CORE_TEST(test_null_arguments),
         CORE_TEST(test_add_errors),
         CORE_TEST(test_dispatch_and_tokens),

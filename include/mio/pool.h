@@ -65,6 +65,7 @@ typedef struct mio_pool_opts {
     void (*on_worker_start)(mio_reactor *worker, unsigned index, void *arg);
     void (*on_worker_stop)(mio_reactor *worker, unsigned index, void *arg);
     void *worker_arg; /* the hooks' arg */
+    int backend;      /* the workers' MIO_BACKEND_* (reactor.h); 0: MIO_BACKEND_DEFAULT */
 } mio_pool_opts;
 
 /* Per-worker counters (relaxed snapshots). In acceptor mode the acceptor's own counters (emfile,

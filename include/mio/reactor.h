@@ -20,12 +20,29 @@ typedef void (*mio_io_fn)(mio_reactor *r, mio_token token, const mio_event *ev, 
 typedef void (*mio_task_fn)(mio_reactor *r, void *arg);
 typedef void (*mio_timer_fn)(mio_reactor *r, mio_timer_id id, void *arg);
 
+/* How a reactor waits and does its conns' I/O (mio_reactor_opts.backend, mio_pool_opts.backend).
+ * DEFAULT: what the MIO_BACKEND environment variable names ("epoll", "io_uring" or "auto"; read
+ * once per process), else EPOLL. EPOLL: epoll readiness, one recv/send per message. IO_URING: one
+ * io_uring_enter per iteration that submits the iteration's work and waits; conns receive with
+ * multishot receives into the reactor's provided buffers (handlers added with mio_reactor_add keep
+ * their epoll semantics: the ring watches the reactor's epoll fd). Creating it fails where io_uring
+ * cannot run (-EOPNOTSUPP: built without liburing or a kernel without provided buffer rings and
+ * multishot receive; -EPERM: kernel.io_uring_disabled or a seccomp filter; -ENOSYS). AUTO:
+ * IO_URING where it runs, else EPOLL. mio_reactor_backend says which one a reactor got. */
+enum {
+    MIO_BACKEND_DEFAULT = 0,
+    MIO_BACKEND_EPOLL = 1,
+    MIO_BACKEND_IO_URING = 2,
+    MIO_BACKEND_AUTO = 3
+};
+
 /* Options; NULL or zero-filled means defaults. Later versions may add fields at the end. */
 typedef struct mio_reactor_opts {
     unsigned events_capacity; /* events harvested per iteration (at most 2^24); 0: 1024 */
     unsigned post_capacity;   /* tasks the cross-thread queue holds at least (at most 2^30; the
                                  ring is the next power of two above it); 0: 65535 */
     int use_arena;            /* with jemalloc: 0 default (own arena), -1 use the default arena */
+    int backend;              /* MIO_BACKEND_*; 0: MIO_BACKEND_DEFAULT */
 } mio_reactor_opts;
 
 /* Counters; read with mio_reactor_stats from any thread (relaxed). The struct has a fixed size
@@ -44,7 +61,10 @@ struct mio_reactor_stats {
                                  non-zero timeout; each admits at most one performed wake, so
                                  wakes_performed <= sleeps */
     uint64_t tasks_queued;    /* posted tasks waiting now (a snapshot) */
-    uint64_t reserved[19];    /* zero; room for counters to come */
+    uint64_t backend;         /* MIO_BACKEND_EPOLL or MIO_BACKEND_IO_URING */
+    uint64_t ring_enters;     /* io_uring backend: io_uring_enter calls (0 with epoll) */
+    uint64_t ring_completions; /* io_uring backend: completions reaped (0 with epoll) */
+    uint64_t reserved[16];    /* zero; room for counters to come */
 };
 /* Field notes: iterations counts poll calls; events every harvested event (the internal waker's
  * too); handlers_run / tasks_run / timers_fired the callbacks run; wakes_performed the eventfd
@@ -54,7 +74,10 @@ struct mio_reactor_stats {
 
 /* Creates a reactor (poll, events, waker, slab, timers, task queue, 64 KiB read buffer); with
  * jemalloc and use_arena 0 it allocates all of that from its own arena. Uses two fds (epoll,
- * eventfd). Returns 0 and *out, -EINVAL (NULL out, bad option), -ENOMEM, -EMFILE. Any thread. */
+ * eventfd), three with the io_uring backend (its ring; the provided buffers, 4 MiB of address
+ * space, are backed by memory only as receives touch them). Returns 0 and *out, -EINVAL (NULL
+ * out, bad option, or MIO_BACKEND set to an unknown name), -ENOMEM, -EMFILE, or the io_uring
+ * backend's refusal (see MIO_BACKEND_IO_URING). Any thread. */
 MIO_EXTERN int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out);
 /* Frees everything the reactor owns; tasks still queued are dropped without running, pending
  * timers without firing; fds added with mio_reactor_add stay the caller's (their registrations
@@ -123,6 +146,9 @@ MIO_EXTERN uint64_t mio_reactor_now_ms(const mio_reactor *r);
  * in the pool's on_worker_start hook); NULL until set. The reactor never touches it. */
 MIO_EXTERN void mio_reactor_set_data(mio_reactor *r, void *data);
 MIO_EXTERN void *mio_reactor_data(const mio_reactor *r);
+/* Any thread: the backend the reactor runs, MIO_BACKEND_EPOLL or MIO_BACKEND_IO_URING (never
+ * DEFAULT or AUTO: those are resolved when it is created); -EINVAL for NULL. */
+MIO_EXTERN int mio_reactor_backend(const mio_reactor *r);
 /* Any thread: copies the counters (relaxed reads). Returns 0 or -EINVAL. */
 MIO_EXTERN int mio_reactor_stats(const mio_reactor *r, struct mio_reactor_stats *out);
 

@@ -27,6 +27,11 @@ enum {
     MIO__CF_CONNECTING = 1u << 10, /* mio_conn_connect in progress: writes queue, no reads */
     MIO__CF_READ_OFF = 1u << 11,   /* mio_conn_set_reading(c, false): the user paused reading */
     MIO__CF_SPLIT = 1u << 12,      /* staged in more than one record (other conns wrote between) */
+    /* io_uring backend (conn_ring.c) */
+    MIO__CF_RECV = 1u << 13,        /* a multishot receive is armed (its last completion unseen) */
+    MIO__CF_RECV_CANCEL = 1u << 14, /* ... and its cancel is on the way */
+    MIO__CF_HELD = 1u << 15, /* the input buffer holds bytes received while reading was off,
+                                not yet delivered */
 };
 
 #define MIO__CONN_OPS_OWN 255u /* c->ops: the ops are x->own_ops (the intern table was full) */
@@ -96,6 +101,7 @@ struct mio__conn_ctx {
     mio_conn *dying[MIO__CONN_DYING_MAX];
     unsigned ndying;
     bool overflow; /* some dying conns are not listed */
+    struct mio__uring *ring; /* the reactor's ring (io_uring backend), else NULL */
     /* inside on_read: the conn being read, the length delivered, the bytes it keeps */
     mio_conn *reading;
     size_t read_len, keep;
@@ -169,6 +175,20 @@ void mio__conn_connected(mio_conn *c, bool writable);
 
 /* conn_io.c */
 void mio__conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, void *arg);
+/* Calls on_read(data, len), then keeps what it left unconsumed. from_tail: data is the conn's own
+ * input buffer. */
+void mio__conn_deliver(mio_conn *c, const char *data, size_t len, bool from_tail);
+/* Frees the conn's input buffer (the kept tail) if it has one. */
+void mio__conn_drop_tail(mio_conn *c);
+
+/* conn_ring.c: the io_uring backend's receive path */
+/* Arms or cancels the conn's multishot receive as `reading` says. Returns 0 or -errno. */
+int mio__conn_ring_sync(mio_conn *c, bool reading);
+/* The conn's receive will never be wanted again (it is being finished): cancels it. */
+void mio__conn_ring_stop(mio_conn *c);
+/* The reactor's completion hook (mio__reactor_ext.complete). */
+void mio__conn_ring_complete(mio_reactor *r, void *ctx, uint64_t ud, int res, unsigned flags,
+                             unsigned bid);
 /* Sends every conn's staged bytes; empties the stage. */
 void mio__conn_stage_flush(struct mio__conn_ctx *ctx);
 /* Forgets a dying conn's staged records. */

@@ -65,9 +65,16 @@ unsigned mio__reactor_each(mio_reactor *r, mio_io_fn io, void (*fn)(void *harg, 
  * start of the next iteration for requests made outside callbacks; never nested in itself.
  * `destroy` runs first thing in mio_reactor_free, while everything else still works (it may
  * call user callbacks), and must release ctx. */
+struct mio__uring;
+
 struct mio__reactor_ext {
     void (*settle)(mio_reactor *r, void *ctx);
     void (*destroy)(mio_reactor *r, void *ctx);
+    /* io_uring backend: a completion of an operation the layer prepared on the reactor's ring
+     * (internal/uring.h), called from the loop like a handler (a settle point follows). A buffer
+     * it carries (bid) must be given back with mio__uring_buf_put before it returns. */
+    void (*complete)(mio_reactor *r, void *ctx, uint64_t ud, int res, unsigned flags,
+                     unsigned bid);
 };
 /* Returns 0, or -EEXIST when another layer is attached already. */
 int mio__reactor_attach(mio_reactor *r, const struct mio__reactor_ext *ext, void *ctx);
@@ -88,6 +95,16 @@ void mio__reactor_settle(mio_reactor *r);
 void mio__reactor_set_pool_owned(mio_reactor *r, bool owned);
 /* mio_reactor_stop without the ownership check. Any thread. */
 void mio__reactor_stop(mio_reactor *r);
+
+/* The io_uring backend's ring, or NULL (epoll backend): a layer prepares its operations on it;
+ * they go out with the reactor's next wait, and their completions reach its ext's complete. */
+struct mio__uring *mio__reactor_uring(const mio_reactor *r);
+
+/* io_uring backend: cancels and reaps everything in flight on the ring, on the calling thread,
+ * which must be the one that ran the reactor (a pool worker, after its last callback), so that
+ * the thread that frees the reactor never enters its ring (mio__uring_quiesce says why). The
+ * reactor must not run again. A no-op with epoll. */
+void mio__reactor_quiesce(mio_reactor *r);
 
 /* Refreshes the cached clock (after a long callback). */
 void mio__reactor_update_now(mio_reactor *r);

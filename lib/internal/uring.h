@@ -1,0 +1,79 @@
+/* The io_uring wall: every liburing call of the library is in lib/sys/uring.c, as every epoll
+ * call is in lib/sys/epoll.c. A ring belongs to one reactor and is used from its thread only.
+ *
+ * What it gives the reactor: a wait that submits everything prepared and blocks for a completion
+ * in one io_uring_enter; a multishot poll on the reactor's epoll fd (so handlers added with
+ * mio_reactor_add keep epoll's exact semantics); a provided buffer ring for receives.
+ * Results are -errno at once; the wall knows nothing of tokens or conns: a completion is
+ * (user_data, res, flags) for the caller to interpret. Built without liburing, every function
+ * that would need it returns -EOPNOTSUPP. */
+#ifndef MIO_INTERNAL_URING_H
+#define MIO_INTERNAL_URING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct mio__uring;
+
+/* user_data values the wall reserves; the caller's are >= MIO__UD_FIRST. */
+#define MIO__UD_NONE 0u  /* completions nobody waits for (cancels) */
+#define MIO__UD_EPOLL 1u /* the multishot poll on the epoll fd: run epoll_wait(0) */
+#define MIO__UD_FIRST 2u
+
+/* The completion flags the caller reads. */
+#define MIO__CQE_MORE 1u   /* a multishot operation stays armed */
+#define MIO__CQE_BUFFER 2u /* a provided buffer holds the data (see mio__uring_buf) */
+
+/* Whether this process can run the backend: ring set-up, buffer ring registration and a receive
+ * into the provided buffers, tried once and cached. Returns 0, -EOPNOTSUPP (built without
+ * liburing, or a kernel without provided buffer rings), -ENOSYS, -EPERM (io_uring_disabled,
+ * seccomp), -ENOMEM. Any thread. */
+int mio__uring_probe(void);
+
+/* A ring watching epfd, with the provided buffers. Returns 0 and *out or -errno. */
+int mio__uring_new(int epfd, struct mio__uring **out);
+/* Cancels everything in flight and reaps it (bounded in time). Call it on the thread that ran
+ * the ring before another thread frees it: the kernel's teardown of a ring interrupts every live
+ * thread that ever entered it (a blocking call there may fail with EINTR), and a thread that
+ * only created and frees a quiesced ring never enters it. */
+void mio__uring_quiesce(struct mio__uring *u);
+/* Quiesces (only when something is still in flight), frees the ring and its buffers. */
+void mio__uring_free(struct mio__uring *u);
+
+/* Submits what is prepared and waits up to timeout_ms (-1: no limit, 0: no wait) for at least
+ * one completion. Returns 0 (completions may be ready), -ETIME, -EINTR or -errno. */
+int mio__uring_wait(struct mio__uring *u, int timeout_ms);
+/* Calls fn for every completion ready, then lets the kernel reuse their entries. Completions of
+ * the epoll poll reach fn as MIO__UD_EPOLL (the poll re-arms itself); MIO__UD_NONE ones do not
+ * reach fn. A buffer a completion carries must be given back with mio__uring_buf_put before fn
+ * returns. Returns the number of completions seen. */
+typedef void (*mio__uring_cqe_fn)(void *ctx, uint64_t ud, int res, unsigned flags, unsigned bid);
+unsigned mio__uring_reap(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx);
+
+/* Prepares a receive of at most one provided buffer (sent at the next wait). poll_first: the
+ * socket was just drained, so the kernel waits for readiness instead of trying a receive at once.
+ * (Single-shot on purpose: a multishot receive keeps taking buffers for as long as data arrives
+ * during one io_uring_enter, megabytes for one conn, whatever the caller's back-pressure.) */
+int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first);
+/* The size of a provided buffer: a receive that fills it has probably left data behind. */
+#define MIO__URING_BUF_SIZE (16u * 1024u)
+/* Prepares a no-op: its completion (res 0) comes back with ud at the next wait. */
+int mio__uring_nop(struct mio__uring *u, uint64_t ud);
+/* Prepares a cancel of the operation whose user_data is ud. */
+int mio__uring_cancel(struct mio__uring *u, uint64_t ud);
+/* Submits now (no wait) when a cancel is prepared: a cancelled receive is what keeps a closed
+ * conn's socket open, and the peer must see the close when the iteration ends, not whenever the
+ * loop runs again. Returns 0 or -errno. */
+int mio__uring_flush(struct mio__uring *u);
+/* The data of provided buffer bid, and giving it back to the kernel. */
+char *mio__uring_buf(const struct mio__uring *u, unsigned bid);
+void mio__uring_buf_put(struct mio__uring *u, unsigned bid);
+
+/* Counters: io_uring_enter calls made, completions seen, receives that ran out of buffers. */
+struct mio__uring_stats {
+    uint64_t enters, cqes, nobufs;
+};
+void mio__uring_stats(const struct mio__uring *u, struct mio__uring_stats *out);
+
+#endif

@@ -1,0 +1,527 @@
+/* The only file that calls liburing (internal/uring.h states the contract). Reactor's thread,
+ * except mio__uring_probe (any thread).
+ *
+ * Ring flags: COOP_TASKRUN (the kernel runs completion work when the thread enters, instead of
+ * interrupting it) with SUBMIT_ALL, falling back to none on older kernels. SINGLE_ISSUER and
+ * DEFER_TASKRUN would tie the ring to the thread that creates it, and a reactor is created on one
+ * thread and run on another (every pool worker is). The CQ is 8x the SQ: every armed receive
+ * may complete in the same iteration, and they are not limited by the SQ's size.
+ *
+ * Provided buffers: BUFS x BUF_SIZE bytes, mapped at set-up and backed by the kernel only as
+ * receives touch them. A completion's buffer goes back to the ring when the caller is done with
+ * it, so the ring only has to cover one batch of receives. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal/uring.h"
+
+#ifdef HAVE_LIBURING
+
+#include <poll.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <liburing.h>
+
+#define SQ_ENTRIES 256u
+#define CQ_ENTRIES (8u * SQ_ENTRIES)
+#define BUFS 256u
+#define BUF_SIZE MIO__URING_BUF_SIZE
+#define BGID 0
+#define FREE_REAP_MS 2000 /* mio__uring_free waits this long for cancelled operations */
+
+struct mio__uring {
+    struct io_uring ring;
+    struct io_uring_buf_ring *br;
+    char *bufs;
+    size_t br_bytes;
+    unsigned returned; /* buffers added since the last publish */
+    int epfd;
+    bool poll_armed;
+    bool urgent;  /* a cancel is prepared (mio__uring_flush) */
+    bool entered; /* something was submitted: the kernel may hold operations */
+    unsigned inflight; /* operations whose final completion (no MORE flag) has not been seen */
+    struct mio__uring_stats st;
+};
+
+static int ring_init(struct io_uring *ring)
+{
+    static const unsigned flags[] = {
+        IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+        IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL,
+        IORING_SETUP_CQSIZE,
+    };
+    int err = -EINVAL;
+
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        struct io_uring_params p;
+
+        memset(&p, 0, sizeof p);
+        p.flags = flags[i];
+        p.cq_entries = CQ_ENTRIES;
+        err = io_uring_queue_init_params(SQ_ENTRIES, ring, &p);
+        if (err != -EINVAL)
+            break; /* 0, or a refusal no other flag set will change */
+    }
+    return err;
+}
+
+/* The buffer ring and its buffers, all given to the kernel. */
+static int bufs_init(struct mio__uring *u)
+{
+    struct io_uring_buf_reg reg;
+    int err;
+
+    u->br_bytes = BUFS * sizeof(struct io_uring_buf);
+    u->br = mmap(NULL, u->br_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (u->br == MAP_FAILED) {
+        u->br = NULL;
+        return -ENOMEM;
+    }
+    u->bufs = mmap(NULL, (size_t)BUFS * BUF_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (u->bufs == MAP_FAILED) {
+        u->bufs = NULL;
+        return -ENOMEM;
+    }
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (unsigned long)u->br;
+    reg.ring_entries = BUFS;
+    reg.bgid = BGID;
+    err = io_uring_register_buf_ring(&u->ring, &reg, 0);
+    if (err < 0)
+        return err == -EINVAL ? -EOPNOTSUPP : err;
+    io_uring_buf_ring_init(u->br);
+    for (unsigned i = 0; i < BUFS; i++)
+        io_uring_buf_ring_add(u->br, u->bufs + (size_t)i * BUF_SIZE, BUF_SIZE, (unsigned short)i,
+                              io_uring_buf_ring_mask(BUFS), (int)i);
+    io_uring_buf_ring_advance(u->br, BUFS);
+    return 0;
+}
+
+/* An SQE; when the SQ is full, what is queued is submitted first (no wait). Every operation
+ * posts exactly one final completion, so counting SQEs here and final completions in the reap
+ * tells when nothing is in flight. */
+static struct io_uring_sqe *sqe_get(struct mio__uring *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+
+    if (sqe == NULL) {
+        (void)io_uring_submit(&u->ring);
+        u->entered = true;
+        u->st.enters++;
+        sqe = io_uring_get_sqe(&u->ring);
+    }
+    if (sqe != NULL)
+        u->inflight++;
+    return sqe;
+}
+
+/* A completion of ours (not liburing's own timeout) and whether it was an operation's last. */
+static bool cqe_count(struct mio__uring *u, const struct io_uring_cqe *cqe)
+{
+    if (cqe->user_data == LIBURING_UDATA_TIMEOUT)
+        return false;
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        u->inflight--;
+    return true;
+}
+
+static int poll_arm(struct mio__uring *u)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+
+    if (sqe == NULL)
+        return -EBUSY;
+    io_uring_prep_poll_multishot(sqe, u->epfd, POLLIN);
+    io_uring_sqe_set_data64(sqe, MIO__UD_EPOLL);
+    u->poll_armed = true;
+    return 0;
+}
+
+/* Ring and buffers are set up on a thread of its own, which exits before mio__uring_new returns:
+ * the kernel later interrupts the task that created a ring (a blocking call there failed with
+ * EINTR while a pool's workers, on rings their owner had created, ran), and a thread that has
+ * exited cannot be interrupted. */
+struct setup_job {
+    struct mio__uring *u;
+    int ring_err, bufs_err;
+};
+
+static void *setup_thread(void *arg)
+{
+    struct setup_job *j = arg;
+
+    j->ring_err = ring_init(&j->u->ring);
+    if (j->ring_err == 0)
+        j->bufs_err = bufs_init(j->u);
+    return NULL;
+}
+
+int mio__uring_new(int epfd, struct mio__uring **out)
+{
+    struct mio__uring *u = calloc(1, sizeof *u);
+    struct setup_job j = {u, 0, 0};
+    pthread_t t;
+    int err;
+
+    if (u == NULL)
+        return -ENOMEM;
+    u->epfd = epfd; /* its poll is armed by the first wait */
+    err = pthread_create(&t, NULL, setup_thread, &j);
+    if (err != 0) {
+        free(u);
+        return -err;
+    }
+    (void)pthread_join(t, NULL);
+    if (j.ring_err < 0) {
+        free(u);
+        return j.ring_err;
+    }
+    if (j.bufs_err < 0) {
+        mio__uring_free(u);
+        return j.bufs_err;
+    }
+    *out = u;
+    return 0;
+}
+
+void mio__uring_quiesce(struct mio__uring *u)
+{
+    struct io_uring_sqe *sqe;
+
+    if (!u->entered) {
+        u->inflight = 0; /* prepared only: dropped with the ring */
+        return;
+    }
+    sqe = sqe_get(u);
+    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 20 * 1000 * 1000};
+
+    if (sqe == NULL)
+        return;
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, MIO__UD_NONE);
+    for (int waited = 0; u->inflight > 0 && waited < FREE_REAP_MS; waited += 20) {
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+
+        (void)io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+        io_uring_for_each_cqe(&u->ring, head, cqe)
+        {
+            n++;
+            (void)cqe_count(u, cqe);
+        }
+        io_uring_cq_advance(&u->ring, n);
+    }
+    u->poll_armed = false;
+}
+
+void mio__uring_free(struct mio__uring *u)
+{
+    if (u == NULL)
+        return;
+    /* Never entered: what was prepared never reached the kernel, and goes with the ring. */
+    if (u->entered && u->inflight > 0)
+        mio__uring_quiesce(u);
+    if (u->br != NULL)
+        (void)io_uring_unregister_buf_ring(&u->ring, BGID);
+    io_uring_queue_exit(&u->ring);
+    if (u->bufs != NULL)
+        (void)munmap(u->bufs, (size_t)BUFS * BUF_SIZE);
+    if (u->br != NULL)
+        (void)munmap(u->br, u->br_bytes);
+    free(u);
+}
+
+int mio__uring_wait(struct mio__uring *u, int timeout_ms)
+{
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec ts;
+    int err;
+
+    if (u->returned > 0) {
+        io_uring_buf_ring_advance(u->br, (int)u->returned); /* one release store for the batch */
+        u->returned = 0;
+    }
+    if (!u->poll_armed)
+        (void)poll_arm(u);
+    u->st.enters++;
+    u->entered = true;
+    u->urgent = false; /* this enter submits the cancels */
+    if (timeout_ms == 0) {
+        err = io_uring_submit_and_get_events(&u->ring);
+    } else if (timeout_ms < 0) {
+        err = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, NULL, NULL);
+    } else {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+        err = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+    }
+    return err < 0 ? err : 0;
+}
+
+unsigned mio__uring_reap(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+
+    io_uring_for_each_cqe(&u->ring, head, cqe)
+    {
+        uint64_t ud = io_uring_cqe_get_data64(cqe);
+        unsigned flags = 0, bid = 0;
+
+        n++;
+        if (!cqe_count(u, cqe))
+            continue;
+        if (cqe->flags & IORING_CQE_F_MORE)
+            flags |= MIO__CQE_MORE;
+        if (cqe->flags & IORING_CQE_F_BUFFER) {
+            flags |= MIO__CQE_BUFFER;
+            bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        }
+        if (cqe->res == -ENOBUFS)
+            u->st.nobufs++;
+        if (ud == MIO__UD_EPOLL && !(flags & MIO__CQE_MORE))
+            u->poll_armed = false; /* re-armed before the next wait */
+        if (ud != MIO__UD_NONE)
+            fn(ctx, ud, cqe->res, flags, bid);
+    }
+    /* fn may prepare SQEs but never reaps: the CQ head is ours until here. */
+    io_uring_cq_advance(&u->ring, n);
+    u->st.cqes += n;
+    return n;
+}
+
+int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+
+    if (sqe == NULL)
+        return -EBUSY;
+    io_uring_prep_recv(sqe, fd, NULL, BUF_SIZE, 0);
+    if (poll_first)
+        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BGID;
+    io_uring_sqe_set_data64(sqe, ud);
+    return 0;
+}
+
+int mio__uring_nop(struct mio__uring *u, uint64_t ud)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+
+    if (sqe == NULL)
+        return -EBUSY;
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, ud);
+    return 0;
+}
+
+int mio__uring_cancel(struct mio__uring *u, uint64_t ud)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+
+    if (sqe == NULL)
+        return -EBUSY;
+    io_uring_prep_cancel64(sqe, ud, 0);
+    io_uring_sqe_set_data64(sqe, MIO__UD_NONE);
+    u->urgent = true;
+    return 0;
+}
+
+int mio__uring_flush(struct mio__uring *u)
+{
+    int err;
+
+    if (!u->urgent)
+        return 0;
+    u->urgent = false;
+    u->entered = true;
+    u->st.enters++;
+    err = io_uring_submit(&u->ring);
+    return err < 0 ? err : 0;
+}
+
+char *mio__uring_buf(const struct mio__uring *u, unsigned bid)
+{
+    return u->bufs + (size_t)bid * BUF_SIZE;
+}
+
+void mio__uring_buf_put(struct mio__uring *u, unsigned bid)
+{
+    io_uring_buf_ring_add(u->br, mio__uring_buf(u, bid), BUF_SIZE, (unsigned short)bid,
+                          io_uring_buf_ring_mask(BUFS), (int)u->returned);
+    u->returned++;
+}
+
+void mio__uring_stats(const struct mio__uring *u, struct mio__uring_stats *out)
+{
+    *out = u->st;
+}
+
+/* ------------------------------------------------------------------ the probe */
+
+static int probe_result;
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+
+/* A ring with buffers, and a receive of one byte into them over a socketpair: what the backend
+ * needs, tried rather than read off the kernel's version (distribution kernels backport). */
+static int probe_run(void)
+{
+    struct mio__uring *u;
+    int sv[2], err, got = -ETIME;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    err = mio__uring_new(sv[0], &u); /* any pollable fd stands in for the epoll fd */
+    if (err == 0) {
+        struct io_uring_cqe *cqe;
+
+        (void)mio__uring_recv(u, sv[0], MIO__UD_FIRST, false);
+        (void)io_uring_submit(&u->ring);
+        u->entered = true;
+        if (write(sv[1], "x", 1) != 1) {
+            err = -errno;
+        } else {
+            for (int i = 0; i < 50 && got == -ETIME; i++) {
+                struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+                unsigned head, n = 0;
+
+                (void)io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+                io_uring_for_each_cqe(&u->ring, head, cqe)
+                {
+                    n++;
+                    if (cqe_count(u, cqe) && io_uring_cqe_get_data64(cqe) == MIO__UD_FIRST)
+                        got = cqe->res == 1 && (cqe->flags & IORING_CQE_F_BUFFER) ? 0 : cqe->res;
+                }
+                io_uring_cq_advance(&u->ring, n);
+            }
+            err = got == -EINVAL || got == -ETIME ? -EOPNOTSUPP : (got < 0 ? got : 0);
+        }
+        mio__uring_free(u);
+    }
+    (void)close(sv[0]);
+    (void)close(sv[1]);
+    return err;
+}
+
+static void *probe_thread(void *unused)
+{
+    (void)unused;
+    probe_result = probe_run();
+    return NULL;
+}
+
+/* On a thread of its own, which exits before the caller goes on: the probe's ring is then never
+ * entered by the caller's thread (see mio__uring_quiesce). */
+static void probe_once_fn(void)
+{
+    pthread_t t;
+    int err = pthread_create(&t, NULL, probe_thread, NULL);
+
+    if (err != 0) {
+        probe_result = -err;
+        return;
+    }
+    (void)pthread_join(t, NULL);
+}
+
+int mio__uring_probe(void)
+{
+    (void)pthread_once(&probe_once, probe_once_fn);
+    return probe_result;
+}
+
+#else /* !HAVE_LIBURING */
+
+int mio__uring_probe(void)
+{
+    return -EOPNOTSUPP;
+}
+
+int mio__uring_new(int epfd, struct mio__uring **out)
+{
+    (void)epfd;
+    (void)out;
+    return -EOPNOTSUPP;
+}
+
+void mio__uring_quiesce(struct mio__uring *u)
+{
+    (void)u;
+}
+
+void mio__uring_free(struct mio__uring *u)
+{
+    (void)u;
+}
+
+int mio__uring_wait(struct mio__uring *u, int timeout_ms)
+{
+    (void)u;
+    (void)timeout_ms;
+    return -EOPNOTSUPP;
+}
+
+unsigned mio__uring_reap(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
+{
+    (void)u;
+    (void)fn;
+    (void)ctx;
+    return 0;
+}
+
+int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first)
+{
+    (void)u;
+    (void)fd;
+    (void)ud;
+    (void)poll_first;
+    return -EOPNOTSUPP;
+}
+
+int mio__uring_nop(struct mio__uring *u, uint64_t ud)
+{
+    (void)u;
+    (void)ud;
+    return -EOPNOTSUPP;
+}
+
+int mio__uring_cancel(struct mio__uring *u, uint64_t ud)
+{
+    (void)u;
+    (void)ud;
+    return -EOPNOTSUPP;
+}
+
+char *mio__uring_buf(const struct mio__uring *u, unsigned bid)
+{
+    (void)u;
+    (void)bid;
+    return NULL;
+}
+
+int mio__uring_flush(struct mio__uring *u)
+{
+    (void)u;
+    return 0;
+}
+
+void mio__uring_buf_put(struct mio__uring *u, unsigned bid)
+{
+    (void)u;
+    (void)bid;
+}
+
+void mio__uring_stats(const struct mio__uring *u, struct mio__uring_stats *out)
+{
+    (void)u;
+    memset(out, 0, sizeof *out);
+}
+
+#endif
