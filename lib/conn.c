@@ -155,13 +155,20 @@ int mio__conn_sync_interest(mio_conn *c)
     /* Wanting nothing: errors and hang-ups come whatever the interest. A paused reader parks on
      * PRIORITY (no edge for ordinary data), so that resuming is a real change that re-arms the
      * READABLE edge for bytes that arrived meanwhile. On the io_uring backend the receive reads,
-     * so epoll never watches READABLE. */
-    if (want == 0)
-        want = (c->flags & MIO__CF_CONNECTING)    ? MIO_WRITABLE
-               : (c->flags & MIO__CF_READ_OFF) || ring ? MIO_PRIORITY
-                                                      : MIO_READABLE;
+     * so epoll never watches READABLE, and a conn with nothing queued is parked: its socket's
+     * wake-ups (a PRIORITY registration sees every incoming segment) stay out of the epoll set. */
+    if (want == 0 && !ring)
+        want = (c->flags & MIO__CF_CONNECTING) ? MIO_WRITABLE
+               : (c->flags & MIO__CF_READ_OFF) ? MIO_PRIORITY
+                                                : MIO_READABLE;
+    else if (want == 0 && (c->flags & MIO__CF_CONNECTING))
+        want = MIO_WRITABLE;
+    else if (want == 0 && (c->flags & MIO__CF_READ_OFF))
+        want = MIO_PRIORITY; /* no receive armed: errors and hang-ups come from epoll */
+    /* want 0 (io_uring backend): parked, the receive reports EOF and errors. */
     if (want != c->interest) {
-        err = mio_reactor_modify(c->r, mio__conn_token(c), want);
+        err = want != 0 ? mio_reactor_modify(c->r, mio__conn_token(c), want)
+                        : mio__reactor_park(c->r, mio__conn_token(c));
         if (err < 0)
             goto fail;
         c->interest = want;
@@ -370,7 +377,7 @@ int mio__conn_adopt(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, 
 {
     struct mio__conn_ctx *ctx = conn_ctx_get(r);
     mio_interest interest = (flags & MIO__CF_CONNECTING) ? MIO_WRITABLE
-                            : ctx != NULL && ctx->ring != NULL ? MIO_PRIORITY
+                            : ctx != NULL && ctx->ring != NULL ? 0 /* parked */
                                                                : MIO_READABLE;
     mio__arena arena = mio__reactor_arena(r);
     mio_conn *c;
@@ -403,7 +410,8 @@ int mio__conn_adopt(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, 
         *x->own_ops = *ops;
         c->ops = MIO__CONN_OPS_OWN;
     }
-    err = mio_reactor_add(r, fd, interest, mio__conn_on_io, c, &token);
+    err = interest != 0 ? mio_reactor_add(r, fd, interest, mio__conn_on_io, c, &token)
+                        : mio__reactor_add_parked(r, fd, mio__conn_on_io, c, &token);
     if (err < 0)
         goto err_ops;
     c->slot = (uint32_t)token;

@@ -70,7 +70,7 @@ void mio__conn_connected(mio_conn *c, bool writable)
     /* The connect's event used up the WRITABLE edge: force a real change of interest (epoll
      * then re-arms the edges), so the queue written meanwhile is flushed by the next event even
      * when the interest wanted now is WRITABLE alone (closing, or reading paused). */
-    c->interest = 0;
+    c->interest = (mio_interest)0xff; /* no interest is this: the next sync always changes it */
     if (mio__conn_sync_interest(c) < 0)
         return;
     if (!mio__conn_holds_output(c) && mio__conn_flushed(c) < 0)

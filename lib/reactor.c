@@ -30,6 +30,7 @@
 #include "internal/pr.h"
 #include "internal/reactor_int.h"
 #include "internal/slab.h"
+#include "internal/sys.h"
 #include "internal/timer_wheel.h"
 #include "internal/uring.h"
 #include "internal/waker_int.h"
@@ -306,15 +307,18 @@ static void fd_claim(mio_reactor *r, int fd, uint32_t idx)
     }
 }
 
-int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn, void *arg,
-                    mio_token *out)
+/* A registration that reports nothing at all (not even errors or hang-ups): EPOLLET and no event
+ * bit, which epoll treats as disabled, so the socket's wake-ups never reach the epoll set. */
+#define PARKED_EVENTS ((uint32_t)EPOLLET)
+
+/* Registers fd with interest, or parked when interest is 0. */
+static int reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn, void *arg,
+                       mio_token *out)
 {
     uint64_t token;
     uint32_t idx;
     int err;
 
-    if (r == NULL || fn == NULL || interest == 0)
-        return -EINVAL;
     if (fd < 0)
         return -EBADF;
     err = fd_bits_reserve(r, fd);
@@ -326,7 +330,9 @@ int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn,
     token = mio__slab_token(&r->slab, idx);
     err = mio__slab_set(&r->slab, idx, fn, arg, fd);
     if (err == 0)
-        err = mio_registry_register(r->reg, fd, (mio_token)token, interest);
+        err = interest != 0 ? mio_registry_register(r->reg, fd, (mio_token)token, interest)
+                            : mio__epoll_ctl(mio_poll_fd(r->poll), EPOLL_CTL_ADD, fd,
+                                             PARKED_EVENTS, token);
     if (err < 0) {
         mio__slab_release(&r->slab, idx);
         return err;
@@ -336,6 +342,32 @@ int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn,
     if (out != NULL)
         *out = (mio_token)token;
     return 0;
+}
+
+int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn, void *arg,
+                    mio_token *out)
+{
+    if (r == NULL || fn == NULL || interest == 0)
+        return -EINVAL;
+    return reactor_add(r, fd, interest, fn, arg, out);
+}
+
+int mio__reactor_add_parked(mio_reactor *r, int fd, mio_io_fn fn, void *arg, mio_token *out)
+{
+    return reactor_add(r, fd, 0, fn, arg, out);
+}
+
+int mio__reactor_park(mio_reactor *r, mio_token token)
+{
+    struct mio__slot *slot = mio__slab_lookup(&r->slab, token);
+    int err;
+
+    if (slot == NULL)
+        return -ENOENT;
+    if (slot->fd < 0)
+        return -EBADF;
+    err = mio__epoll_ctl(mio_poll_fd(r->poll), EPOLL_CTL_MOD, slot->fd, PARKED_EVENTS, token);
+    return err == -ENOENT ? -EBADF : err;
 }
 
 int mio_reactor_modify(mio_reactor *r, mio_token token, mio_interest interest)

@@ -16,6 +16,13 @@
 int mio__reactor_slot_fd(const mio_reactor *r, uint32_t slot);
 mio_token mio__reactor_slot_token(const mio_reactor *r, uint32_t slot);
 
+/* mio_reactor_add with a registration that reports nothing, not even errors or hang-ups, and a
+ * way back to it from any interest (mio_reactor_modify leaves it): for a layer that learns of its
+ * fd's state elsewhere (the conn layer's receives on the io_uring backend) and wants the fd's
+ * wake-ups kept out of the epoll set. Same returns as mio_reactor_add / mio_reactor_modify. */
+int mio__reactor_add_parked(mio_reactor *r, int fd, mio_io_fn fn, void *arg, mio_token *out);
+int mio__reactor_park(mio_reactor *r, mio_token token);
+
 /* The handler arg of a live token whose handler is io, or NULL (stale token, released slot, or
  * another handler): how a layer turns a token that crossed threads back into its object. */
 void *mio__reactor_lookup(const mio_reactor *r, mio_token token, mio_io_fn io);
