@@ -194,7 +194,7 @@ void mio__conn_on_io(mio_reactor *r, mio_token token, const mio_event *ev, void 
     if ((err || mio_event_is_writable(ev) || mio_event_is_write_closed(ev)) &&
         mio__conn_has_wq(c))
         conn_flush_queue(c);
-    /* On the io_uring backend the multishot receive reads (conn_ring.c), never the event. */
+    /* On the io_uring backend the receive on the ring reads (conn_ring.c), never the event. */
     if (!(c->flags & MIO__CF_DEAD) && (err || rdhup || mio_event_is_readable(ev)) &&
         mio__conn_ctx(c)->ring == NULL)
         conn_read(c, rdhup);

@@ -69,6 +69,7 @@ struct mio_reactor {
     struct mio__uring *uring; /* the io_uring backend's ring; NULL with epoll */
     bool epoll_due;           /* io_uring backend: the epoll fd has (or may have) events */
     int ring_ran;             /* io_uring backend: completions handed to the ext this iteration */
+    bool waited;              /* io_uring backend: this iteration's wait had a non-zero timeout */
     struct mio__reactor_source src;
     struct mio__post_queue tasks; /* ck_ring pads its own producer/consumer lines */
     char pad0[PAD];
@@ -631,7 +632,12 @@ static int wait_events(mio_reactor *r, int timeout_ms, bool *src_pending)
 
 static int ring_wait(mio_reactor *r, int timeout)
 {
-    int err = mio__uring_wait(r->uring, r->epoll_due ? 0 : timeout);
+    int err;
+
+    if (r->epoll_due)
+        timeout = 0;
+    r->waited = timeout != 0;
+    err = mio__uring_wait(r->uring, timeout);
 
     /* -ETIME: the timeout passed; -EBUSY: the CQ is full, the completions are there to reap. */
     return err == -ETIME || err == -EBUSY ? 0 : err;
@@ -728,7 +734,7 @@ static int iterate(mio_reactor *r, int timeout_ms)
         if (n < 0)
             return n;
         ran = r->ring_ran + (n > 0 ? dispatch_events(r, &woke) : 0);
-        if (cqes == 0 && n == 0)
+        if (cqes == 0 && n == 0 && r->waited)
             ctr_add(&r->st.zero_event_wakeups, 1);
     } else {
         ran = dispatch_events(r, &woke);

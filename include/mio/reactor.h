@@ -23,11 +23,11 @@ typedef void (*mio_timer_fn)(mio_reactor *r, mio_timer_id id, void *arg);
 /* How a reactor waits and does its conns' I/O (mio_reactor_opts.backend, mio_pool_opts.backend).
  * DEFAULT: what the MIO_BACKEND environment variable names ("epoll", "io_uring" or "auto"; read
  * once per process), else EPOLL. EPOLL: epoll readiness, one recv/send per message. IO_URING: one
- * io_uring_enter per iteration that submits the iteration's work and waits; conns receive with
- * multishot receives into the reactor's provided buffers (handlers added with mio_reactor_add keep
- * their epoll semantics: the ring watches the reactor's epoll fd). Creating it fails where io_uring
- * cannot run (-EOPNOTSUPP: built without liburing or a kernel without provided buffer rings and
- * multishot receive; -EPERM: kernel.io_uring_disabled or a seccomp filter; -ENOSYS). AUTO:
+ * io_uring_enter per iteration that submits the iteration's work and waits; conns receive on the
+ * ring into the reactor's provided buffers (handlers added with mio_reactor_add keep their epoll
+ * semantics: the ring watches the reactor's epoll fd). Creating it fails where io_uring cannot run
+ * (-EOPNOTSUPP: built without liburing, or a kernel without provided buffer rings; -EPERM:
+ * kernel.io_uring_disabled or a seccomp filter; -ENOSYS). AUTO:
  * IO_URING where it runs, else EPOLL. mio_reactor_backend says which one a reactor got. */
 enum {
     MIO_BACKEND_DEFAULT = 0,

@@ -28,7 +28,7 @@ enum {
     MIO__CF_READ_OFF = 1u << 11,   /* mio_conn_set_reading(c, false): the user paused reading */
     MIO__CF_SPLIT = 1u << 12,      /* staged in more than one record (other conns wrote between) */
     /* io_uring backend (conn_ring.c) */
-    MIO__CF_RECV = 1u << 13,        /* a multishot receive is armed (its last completion unseen) */
+    MIO__CF_RECV = 1u << 13,        /* a receive is armed on the ring (its completion unseen) */
     MIO__CF_RECV_CANCEL = 1u << 14, /* ... and its cancel is on the way */
     MIO__CF_HELD = 1u << 15, /* the input buffer holds bytes received while reading was off,
                                 not yet delivered */
@@ -182,7 +182,7 @@ void mio__conn_deliver(mio_conn *c, const char *data, size_t len, bool from_tail
 void mio__conn_drop_tail(mio_conn *c);
 
 /* conn_ring.c: the io_uring backend's receive path */
-/* Arms or cancels the conn's multishot receive as `reading` says. Returns 0 or -errno. */
+/* Arms or cancels the conn's receive on the ring as `reading` says. Returns 0 or -errno. */
 int mio__conn_ring_sync(mio_conn *c, bool reading);
 /* The conn's receive will never be wanted again (it is being finished): cancels it. */
 void mio__conn_ring_stop(mio_conn *c);
