@@ -7,7 +7,8 @@
  * after the callback that caused it (see mio__reactor_ext in reactor_int.h), never inside a call
  * the user made; then the token is released, the fd closed and the memory freed. So a mio_conn *
  * stays valid until its on_close returns, whichever context closed it; events that reach a dying
- * conn meanwhile are ignored. The same settle point sends the writes that callbacks staged. */
+ * conn meanwhile are ignored. The same settle point sends the writes that callbacks staged (on
+ * io_uring: the iteration's wait does, as sends on the ring). */
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
@@ -214,13 +215,14 @@ static void conn_finish_unlisted(void *harg, void *unused)
 
 /* The reactor's settle point: sends what callbacks staged, then runs the pending on_close calls,
  * listed ones in teardown order. An on_close may write (staged, sent in this same call), close
- * other conns (finished in this same call) or open new ones. */
+ * other conns (finished in this same call) or open new ones. On io_uring the staged bytes wait
+ * for the iteration's wait (the ring's sends) while the loop runs; outside it they go now. */
 static void conn_settle(mio_reactor *r, void *arg)
 {
     struct mio__conn_ctx *ctx = arg;
 
     for (;;) {
-        if (ctx->nrecs > 0) {
+        if (ctx->nrecs > 0 && (ctx->ring == NULL || !mio__reactor_in_loop(r))) {
             mio__conn_stage_flush(ctx);
         } else if (ctx->ndying > 0) {
             mio_conn *c = ctx->dying[0];
@@ -249,6 +251,8 @@ static void conn_ctx_destroy(mio_reactor *r, void *arg)
 {
     struct mio__conn_ctx *ctx = arg;
 
+    if (ctx->nrecs > 0)
+        mio__conn_stage_flush(ctx); /* io_uring: what the last iteration's callbacks wrote */
     for (int round = 0; round < 8; round++) {
         (void)mio__reactor_each(r, mio__conn_on_io, conn_cancel_one, NULL);
         mio__reactor_settle(r);
@@ -261,7 +265,8 @@ static void conn_ctx_destroy(mio_reactor *r, void *arg)
 }
 
 static const struct mio__reactor_ext conn_ext_ops = {conn_settle, conn_ctx_destroy,
-                                                     mio__conn_ring_complete};
+                                                     mio__conn_ring_complete,
+                                                     mio__conn_ring_submit};
 
 static struct mio__conn_ctx *conn_ctx_get(mio_reactor *r)
 {
@@ -655,8 +660,12 @@ int mio__conn_close_all(mio_reactor *r, uint64_t deadline_ms)
     struct close_all_ctx cc = {.late = mio_reactor_now_ms(r) >= deadline_ms};
     uint64_t left;
 
+    struct mio__conn_ctx *ctx = mio__reactor_ext_ctx(r);
+
     if (mio__conn_count(r) == 0)
         return 0;
+    if (ctx != NULL && ctx->nrecs > 0)
+        mio__conn_stage_flush(ctx); /* io_uring: what the last iteration's callbacks wrote */
     (void)mio__reactor_each(r, mio__conn_on_io, conn_close_one, &cc);
     left = mio__conn_count(r);
     return left > INT_MAX ? INT_MAX : (int)left;

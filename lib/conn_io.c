@@ -7,7 +7,8 @@
  * buffer of its own; the next reads go straight after that tail, so the tail and the new bytes
  * reach on_read as one span. The buffer is freed as soon as the tail is consumed.
  * Writing: inside a reactor callback a small write is copied to the reactor's stage and the
- * conn's staged bytes go out in one send/sendmsg when the callback returns (the settle point);
+ * conn's staged bytes go out in one send/sendmsg when the callback returns (the settle point; on
+ * io_uring, as one send on the ring submitted by the iteration's wait, with every other conn's);
  * outside callbacks, and for large writes, the bytes go to the socket at once. Whatever the socket
  * does not take is copied into the write queue (arena chunks), flushed with writev when WRITABLE
  * fires. WRITABLE interest is held only while something is queued. Above the high water mark
@@ -18,6 +19,7 @@
 #include <sys/epoll.h>
 #include <mio/net.h>
 #include "internal/conn_int.h"
+#include "internal/uring.h"
 
 #ifndef IOV_MAX
 #define IOV_MAX 1024
@@ -262,6 +264,8 @@ size_t mio__conn_staged_bytes(const mio_conn *c)
     if (!(c->flags & MIO__CF_STAGED))
         return 0;
     ctx = mio__conn_ctx(c);
+    if (!(c->flags & MIO__CF_SPLIT) && ctx->recs[ctx->nrecs - 1].c == c)
+        return ctx->recs[ctx->nrecs - 1].len; /* its only record is the last one */
     for (unsigned i = 0; i < ctx->nrecs; i++)
         if (ctx->recs[i].c == c)
             n += ctx->recs[i].len;
@@ -338,24 +342,32 @@ static int conn_send_staged(mio_conn *c)
     return err;
 }
 
-/* A conn whose staged bytes are one record (one write, or writes no other conn's came between:
- * nearly always) sends it without searching the records or building an iovec array. */
-static int conn_send_record(mio_conn *c, struct mio__stage_rec *rec, const char *stage)
+/* The send of a conn's only record returned sent. Returns 0 or -errno (the conn then died). */
+static int conn_record_sent(mio_conn *c, struct mio__stage_rec *rec, const char *stage,
+                            ssize_t sent)
 {
     struct iovec iov = {(void *)(stage + rec->off), rec->len};
-    ssize_t sent;
 
-    if (c->flags & MIO__CF_SPLIT)
-        return conn_send_staged(c);
-    do
-        sent = mio_send(mio__conn_fd(c), iov.iov_base, iov.iov_len);
-    while (sent == -EINTR);
     if (sent == (ssize_t)iov.iov_len) {
         rec->c = NULL;
         c->flags &= (uint16_t)~MIO__CF_STAGED;
         return mio__conn_flushed(c); /* a close or shutdown waited for these bytes */
     }
     return conn_after_send(c, &iov, 1, iov.iov_len, sent, NULL, 0); /* short, full or failed */
+}
+
+/* A conn whose staged bytes are one record (one write, or writes no other conn's came between:
+ * nearly always) sends it without searching the records or building an iovec array. */
+static int conn_send_record(mio_conn *c, struct mio__stage_rec *rec, const char *stage)
+{
+    ssize_t sent;
+
+    if (c->flags & MIO__CF_SPLIT)
+        return conn_send_staged(c);
+    do
+        sent = mio_send(mio__conn_fd(c), stage + rec->off, rec->len);
+    while (sent == -EINTR);
+    return conn_record_sent(c, rec, stage, sent);
 }
 
 void mio__conn_stage_flush(struct mio__conn_ctx *ctx)
@@ -366,6 +378,54 @@ void mio__conn_stage_flush(struct mio__conn_ctx *ctx)
             (void)conn_send_record(ctx->recs[i].c, &ctx->recs[i], ctx->stage);
     ctx->nrecs = 0;
     ctx->stage_len = 0;
+}
+
+/* io_uring: the stage's records go out as sends on the ring, prepared right before the reactor's
+ * wait submits them (nothing runs in between, so no conn's fd can be closed under a prepared
+ * send), and their completions are seen in the reap's first pass, before any callback can write
+ * to the stage again: the kernel reads the stage only while the stage stands still (a send with
+ * MSG_DONTWAIT reads it during the enter). A conn staged in several records (SPLIT) sends with
+ * one sendmsg syscall instead: sends of one socket must not overtake each other, and two on the
+ * ring could (the first short, the second taken). A record the ring cannot take (the SQ stayed
+ * full) is sent at once. */
+unsigned mio__conn_stage_submit(struct mio__conn_ctx *ctx)
+{
+    unsigned n = 0;
+
+    if (ctx->nsent > 0)
+        return 0; /* the last wait's sends are unseen (its enter failed): they come first */
+    for (unsigned i = 0; i < ctx->nrecs; i++) {
+        struct mio__stage_rec *rec = &ctx->recs[i];
+        mio_conn *c = rec->c;
+
+        if (c == NULL)
+            continue;
+        if (!(c->flags & MIO__CF_SPLIT) &&
+            mio__uring_send(ctx->ring, mio__conn_fd(c), ctx->stage + rec->off, rec->len,
+                            MIO__UD_URGENT | i) == 0) {
+            n++;
+            continue;
+        }
+        (void)conn_send_record(c, rec, ctx->stage);
+    }
+    ctx->nsent = n;
+    if (n == 0) {
+        ctx->nrecs = 0;
+        ctx->stage_len = 0;
+    }
+    return n;
+}
+
+void mio__conn_stage_sent(struct mio__conn_ctx *ctx, unsigned i, int res)
+{
+    struct mio__stage_rec *rec = &ctx->recs[i];
+
+    if (rec->c != NULL) /* else the conn was torn down meanwhile: its bytes do not matter */
+        (void)conn_record_sent(rec->c, rec, ctx->stage, res == -EINTR ? -EAGAIN : res);
+    if (--ctx->nsent == 0) {
+        ctx->nrecs = 0; /* every record was sent, queued or dropped */
+        ctx->stage_len = 0;
+    }
 }
 
 /* Copies iov into the stage. Returns 1 (staged), 0 (not staged: write it now) or -errno (the

@@ -1,4 +1,5 @@
-/* mio_conn's receive path on the io_uring backend. Reactor's thread only.
+/* mio_conn's receive path on the io_uring backend, and the ring's side of its sends (the stage's
+ * records, conn_io.c). Reactor's thread only.
  *
  * A conn that wants to read has one receive armed on the reactor's ring, into the reactor's
  * provided buffers; its epoll registration then asks for nothing but errors and hang-ups
@@ -148,12 +149,24 @@ static void conn_eof(mio_conn *c)
         (void)mio__conn_sync_interest(c);
 }
 
+unsigned mio__conn_ring_submit(mio_reactor *r, void *ctx)
+{
+    (void)r;
+    return mio__conn_stage_submit(ctx);
+}
+
+/* A send's completion (urgent: the reap's first pass) or a receive's. */
 void mio__conn_ring_complete(mio_reactor *r, void *ctx, uint64_t ud, int res, unsigned flags,
                              unsigned bid)
 {
     struct mio__uring *ring = ((struct mio__conn_ctx *)ctx)->ring;
-    mio_conn *c = mio__reactor_lookup(r, (mio_token)(ud & ~KICK), mio__conn_on_io);
+    mio_conn *c;
 
+    if (ud & MIO__UD_URGENT) {
+        mio__conn_stage_sent(ctx, (unsigned)(ud & ~MIO__UD_URGENT), res);
+        return;
+    }
+    c = mio__reactor_lookup(r, (mio_token)(ud & ~KICK), mio__conn_on_io);
     if (ud & KICK) {
         if (c != NULL)
             conn_kick(c);

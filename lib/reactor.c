@@ -598,6 +598,14 @@ static int wait_events(mio_reactor *r, int timeout_ms, bool *src_pending)
     int timeout = wait_timeout(r, timeout_ms), n;
     bool published = false;
 
+    /* Writes left staged by the end of the last iteration (or made outside the loop's callbacks
+     * after it) go now. Sends complete inside the enter: this wait would not block, so it does
+     * not publish SLEEPING either (a poster's wake would be a wasted syscall). */
+    if (r->uring != NULL && r->ext != NULL && r->ext->submit != NULL &&
+        r->ext->submit(r, r->ext_ctx) > 0)
+        timeout = 0;
+    if (r->uring != NULL && mio__uring_held(r->uring))
+        timeout = 0; /* completions the end of the last iteration took off the CQ wait */
     if (timeout != 0) {
         mio__pr_store_uint(&r->state, STATE_SLEEPING);
         mio__pr_fence_memory();
@@ -639,8 +647,9 @@ static int ring_wait(mio_reactor *r, int timeout)
     r->waited = timeout != 0;
     err = mio__uring_wait(r->uring, timeout);
 
-    /* -ETIME: the timeout passed; -EBUSY: the CQ is full, the completions are there to reap. */
-    return err == -ETIME || err == -EBUSY ? 0 : err;
+    /* -ETIME: the timeout passed; -EBUSY: the CQ is full, the completions are there to reap;
+     * -EINTR: a signal ended the wait, after the submission. */
+    return err == -ETIME || err == -EBUSY || err == -EINTR ? 0 : err;
 }
 
 static void ring_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsigned bid)
@@ -653,6 +662,8 @@ static void ring_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsigne
     }
     if (r->ext != NULL && r->ext->complete != NULL) {
         r->ext->complete(r, r->ext_ctx, ud, res, flags, bid);
+        if (ud & MIO__UD_URGENT)
+            return; /* no callback ran; the settle waits for the end of the urgent pass */
         settle_point(r);
         r->ring_ran++;
     } else if (flags & MIO__CQE_BUFFER) {
@@ -670,6 +681,7 @@ static int ring_harvest(mio_reactor *r, unsigned *cqes)
 
     r->ring_ran = 0;
     *cqes = mio__uring_reap(r->uring, ring_on_cqe, r);
+    settle_point(r); /* what the urgent completions deferred, when no other completion came */
     if (r->ring_ran > 0)
         ctr_add(&r->st.handlers_run, (uint64_t)r->ring_ran);
     mio__uring_stats(r->uring, &us);
@@ -683,6 +695,27 @@ static int ring_harvest(mio_reactor *r, unsigned *cqes)
         ctr_add(&r->st.events, (uint64_t)n);
     }
     return n;
+}
+
+/* The end of an iteration on the ring: what its callbacks wrote goes to the kernel now, as one
+ * submission of sends whose completions are seen at once (so the next wait blocks, and
+ * mio_conn_pending says 0 when run_once returns). Those completions may close conns, whose
+ * on_close may write again: a few rounds take that too; what is left goes with the next wait.
+ * Then the cancels of conns closed in this iteration, if no submission took them. */
+static void ring_end_iteration(mio_reactor *r)
+{
+    struct mio__uring_stats us;
+
+    for (int round = 0; round < 4 && r->ext != NULL && r->ext->submit != NULL; round++) {
+        if (r->ext->submit(r, r->ext_ctx) == 0)
+            break;
+        (void)mio__uring_submit_urgent(r->uring, ring_on_cqe, r);
+        settle_point(r);
+    }
+    (void)mio__uring_flush(r->uring); /* conns closed in this iteration close now */
+    mio__uring_stats(r->uring, &us);
+    ctr_set(&r->st.ring_enters, us.enters);
+    ctr_set(&r->st.ring_completions, us.cqes);
 }
 
 /* Calls the handler of every harvested event whose token is still live, with a settle point
@@ -725,14 +758,17 @@ static int iterate(mio_reactor *r, int timeout_ms)
 
     settle_point(r); /* work deferred by calls made outside the loop */
     n = wait_events(r, timeout_ms, &src_pending);
-    if (n < 0)
+    if (n < 0 && r->uring == NULL)
         return n;
     if (r->uring != NULL) {
         unsigned cqes;
+        int werr = n;
 
+        /* Reaped even after a failed wait: the enter submitted before it waited, and the sends
+         * it submitted must be seen before any callback writes to the stage again. */
         n = ring_harvest(r, &cqes);
-        if (n < 0)
-            return n;
+        if (werr < 0 || n < 0)
+            return werr < 0 ? werr : n;
         ran = r->ring_ran + (n > 0 ? dispatch_events(r, &woke) : 0);
         if (cqes == 0 && n == 0 && r->waited)
             ctr_add(&r->st.zero_event_wakeups, 1);
@@ -748,13 +784,8 @@ static int iterate(mio_reactor *r, int timeout_ms)
     if (ran > 0)
         r->now = mio__clock_ms(r->now);
     ran += run_timers(r);
-    if (r->uring != NULL) {
-        struct mio__uring_stats us;
-
-        (void)mio__uring_flush(r->uring); /* conns closed in this iteration close now */
-        mio__uring_stats(r->uring, &us);
-        ctr_set(&r->st.ring_enters, us.enters);
-    }
+    if (r->uring != NULL)
+        ring_end_iteration(r);
     return ran;
 }
 

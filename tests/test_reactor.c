@@ -831,7 +831,7 @@ static void probe_destroy(mio_reactor *r, void *ctx)
     ((struct ext_probe *)ctx)->destroys++;
 }
 
-static const struct mio__reactor_ext probe_ext = {probe_settle, probe_destroy, NULL};
+static const struct mio__reactor_ext probe_ext = {probe_settle, probe_destroy, NULL, NULL};
 
 static void settle_from_task(mio_reactor *r, void *arg)
 {

@@ -77,9 +77,11 @@ _Static_assert(sizeof(struct mio_conn) <= 32, "mio_conn grew past its memory bud
 _Static_assert(MIO__CONN_INTERN_MAX < MIO__CONN_OPS_OWN, "an intern index must fit beside OPS_OWN");
 
 /* The coalescing stage: writes made inside reactor callbacks are copied here and handed to the
- * kernel once per conn at the reactor's next settle point (one send/sendmsg each). */
-#define MIO__STAGE_BYTES (64u * 1024u)
-#define MIO__STAGE_RECS 128u
+ * kernel once per conn: on epoll at the reactor's next settle point (one send/sendmsg each), on
+ * io_uring as sends on the ring submitted by the iteration's wait (so the stage covers a whole
+ * iteration: a few hundred conns each answering once). */
+#define MIO__STAGE_BYTES (256u * 1024u)
+#define MIO__STAGE_RECS 512u
 #define MIO__STAGE_MAX_WRITE (16u * 1024u) /* larger writes go straight to the socket */
 #define MIO__CONN_DYING_MAX 32u
 
@@ -109,6 +111,7 @@ struct mio__conn_ctx {
     char *stage;
     uint32_t stage_len;
     unsigned nrecs;
+    unsigned nsent; /* io_uring: records sent on the ring whose completion is unseen */
     struct mio__stage_rec recs[MIO__STAGE_RECS];
 };
 
@@ -186,11 +189,18 @@ void mio__conn_drop_tail(mio_conn *c);
 int mio__conn_ring_sync(mio_conn *c, bool reading);
 /* The conn's receive will never be wanted again (it is being finished): cancels it. */
 void mio__conn_ring_stop(mio_conn *c);
+/* The reactor's submit hook (mio__reactor_ext.submit): the stage's sends. */
+unsigned mio__conn_ring_submit(mio_reactor *r, void *ctx);
 /* The reactor's completion hook (mio__reactor_ext.complete). */
 void mio__conn_ring_complete(mio_reactor *r, void *ctx, uint64_t ud, int res, unsigned flags,
                              unsigned bid);
 /* Sends every conn's staged bytes; empties the stage. */
 void mio__conn_stage_flush(struct mio__conn_ctx *ctx);
+/* io_uring: prepares the staged records as sends on the ring (the reactor's submit hook). Returns
+ * the number prepared. */
+unsigned mio__conn_stage_submit(struct mio__conn_ctx *ctx);
+/* io_uring: the completion of record i's send (res: bytes sent or -errno). */
+void mio__conn_stage_sent(struct mio__conn_ctx *ctx, unsigned i, int res);
 /* Forgets a dying conn's staged records. */
 void mio__conn_stage_drop(mio_conn *c);
 /* The conn's staged bytes. */

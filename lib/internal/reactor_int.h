@@ -82,6 +82,12 @@ struct mio__reactor_ext {
      * it carries (bid) must be given back with mio__uring_buf_put before it returns. */
     void (*complete)(mio_reactor *r, void *ctx, uint64_t ud, int res, unsigned flags,
                      unsigned bid);
+    /* io_uring backend: called right before the wait's io_uring_enter, the last chance to prepare
+     * operations for it; nothing runs between this call and the submission. Returns how many
+     * operations it prepared whose completions come back at once (the wait then does not block).
+     * Urgent completions (MIO__UD_URGENT) reach `complete` before any other and are followed by
+     * no settle point until all of them have been seen: they must run no user callback. */
+    unsigned (*submit)(mio_reactor *r, void *ctx);
 };
 /* Returns 0, or -EEXIST when another layer is attached already. */
 int mio__reactor_attach(mio_reactor *r, const struct mio__reactor_ext *ext, void *ctx);

@@ -20,6 +20,10 @@ struct mio__uring;
 #define MIO__UD_NONE 0u  /* completions nobody waits for (cancels) */
 #define MIO__UD_EPOLL 1u /* the multishot poll on the epoll fd: run epoll_wait(0) */
 #define MIO__UD_FIRST 2u
+/* A caller's user_data with this bit set marks an urgent operation (a send): its completion
+ * reaches fn before every other completion of the same reap, and the reap does not return while
+ * an urgent operation is still in flight (see mio__uring_reap). */
+#define MIO__UD_URGENT (UINT64_C(1) << 63)
 
 /* The completion flags the caller reads. */
 #define MIO__CQE_MORE 1u   /* a multishot operation stays armed */
@@ -47,9 +51,21 @@ int mio__uring_wait(struct mio__uring *u, int timeout_ms);
 /* Calls fn for every completion ready, then lets the kernel reuse their entries. Completions of
  * the epoll poll reach fn as MIO__UD_EPOLL (the poll re-arms itself); MIO__UD_NONE ones do not
  * reach fn. A buffer a completion carries must be given back with mio__uring_buf_put before fn
- * returns. Returns the number of completions seen. */
+ * returns. Two passes: first the urgent completions (MIO__UD_URGENT), waiting for the ones still
+ * in flight, then the others; so when fn sees its first ordinary completion, every urgent
+ * operation submitted so far has completed and been seen. Returns the number of completions. */
 typedef void (*mio__uring_cqe_fn)(void *ctx, uint64_t ud, int res, unsigned flags, unsigned bid);
 unsigned mio__uring_reap(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx);
+
+/* Submits what is prepared now (no wait) and delivers the urgent completions it produced (and
+ * any other urgent one ready) to fn, waiting for urgent operations still in flight; ordinary
+ * completions found on the way are kept for the next mio__uring_reap, which delivers them first.
+ * For the end of an iteration: its sends complete before the loop can wait or callbacks run
+ * again, and the next wait does not return at once for their completions. Returns the number of
+ * completions taken off the CQ. */
+unsigned mio__uring_submit_urgent(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx);
+/* Completions mio__uring_submit_urgent kept for the next reap: the next wait must not block. */
+bool mio__uring_held(const struct mio__uring *u);
 
 /* Prepares a receive of at most one provided buffer (sent at the next wait). poll_first: the
  * socket was just drained, so the kernel waits for readiness instead of trying a receive at once.
@@ -58,6 +74,12 @@ unsigned mio__uring_reap(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx);
 int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first);
 /* The size of a provided buffer: a receive that fills it has probably left data behind. */
 #define MIO__URING_BUF_SIZE (16u * 1024u)
+/* Prepares a send of buf[0..len) with MSG_DONTWAIT | MSG_NOSIGNAL. The kernel tries it once,
+ * while the io_uring_enter that submits it runs, and never waits for room: the completion's res
+ * is the count sent (maybe short), -EAGAIN (the socket is full) or -errno. So buf is read only
+ * during that call; the caller still keeps it until the completion is seen (urgent user_data:
+ * the next reap). Returns 0 or -EBUSY (the SQ stayed full). */
+int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud);
 /* Prepares a no-op: its completion (res 0) comes back with ud at the next wait. */
 int mio__uring_nop(struct mio__uring *u, uint64_t ud);
 /* Prepares a cancel of the operation whose user_data is ud. */
@@ -70,9 +92,10 @@ int mio__uring_flush(struct mio__uring *u);
 char *mio__uring_buf(const struct mio__uring *u, unsigned bid);
 void mio__uring_buf_put(struct mio__uring *u, unsigned bid);
 
-/* Counters: io_uring_enter calls made, completions seen, receives that ran out of buffers. */
+/* Counters: io_uring_enter calls made, completions seen, receives that ran out of buffers, sends
+ * prepared. */
 struct mio__uring_stats {
-    uint64_t enters, cqes, nobufs;
+    uint64_t enters, cqes, nobufs, sends;
 };
 void mio__uring_stats(const struct mio__uring *u, struct mio__uring_stats *out);
 

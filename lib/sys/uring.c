@@ -42,9 +42,13 @@ struct mio__uring {
     unsigned returned; /* buffers added since the last publish */
     int epfd;
     bool poll_armed;
-    bool urgent;  /* a cancel is prepared (mio__uring_flush) */
+    bool flush_due; /* a cancel is prepared (mio__uring_flush) */
     bool entered; /* something was submitted: the kernel may hold operations */
     unsigned inflight; /* operations whose final completion (no MORE flag) has not been seen */
+    unsigned urgent_inflight; /* ... of them urgent (MIO__UD_URGENT) */
+    /* Ordinary completions taken off the CQ by mio__uring_submit_urgent, for the next reap. */
+    struct io_uring_cqe *held;
+    unsigned nheld, held_cap;
     struct mio__uring_stats st;
 };
 
@@ -190,12 +194,22 @@ int mio__uring_new(int epfd, struct mio__uring **out)
     return 0;
 }
 
+/* Forgets the completions kept for the next reap (the ring is going away: nobody will want
+ * them, and their buffers go with it). */
+static void held_drop(struct mio__uring *u)
+{
+    for (unsigned i = 0; i < u->nheld; i++)
+        (void)cqe_count(u, &u->held[i]);
+    u->nheld = 0;
+}
+
 void mio__uring_quiesce(struct mio__uring *u)
 {
     struct io_uring_sqe *sqe;
 
+    held_drop(u);
     if (!u->entered) {
-        u->inflight = 0; /* prepared only: dropped with the ring */
+        u->inflight = u->urgent_inflight = 0; /* prepared only: dropped with the ring */
         return;
     }
     sqe = sqe_get(u);
@@ -217,6 +231,7 @@ void mio__uring_quiesce(struct mio__uring *u)
         }
         io_uring_cq_advance(&u->ring, n);
     }
+    u->urgent_inflight = 0; /* completed or cancelled: nobody waits for them any more */
     u->poll_armed = false;
 }
 
@@ -224,6 +239,7 @@ void mio__uring_free(struct mio__uring *u)
 {
     if (u == NULL)
         return;
+    held_drop(u);
     /* Never entered: what was prepared never reached the kernel, and goes with the ring. */
     if (u->entered && u->inflight > 0)
         mio__uring_quiesce(u);
@@ -234,6 +250,7 @@ void mio__uring_free(struct mio__uring *u)
         (void)munmap(u->bufs, (size_t)BUFS * BUF_SIZE);
     if (u->br != NULL)
         (void)munmap(u->br, u->br_bytes);
+    free(u->held);
     free(u);
 }
 
@@ -251,7 +268,7 @@ int mio__uring_wait(struct mio__uring *u, int timeout_ms)
         (void)poll_arm(u);
     u->st.enters++;
     u->entered = true;
-    u->urgent = false; /* this enter submits the cancels */
+    u->flush_due = false; /* this enter submits the cancels */
     if (timeout_ms == 0) {
         err = io_uring_submit_and_get_events(&u->ring);
     } else if (timeout_ms < 0) {
@@ -264,36 +281,141 @@ int mio__uring_wait(struct mio__uring *u, int timeout_ms)
     return err < 0 ? err : 0;
 }
 
+static void cqe_deliver(struct mio__uring *u, const struct io_uring_cqe *cqe, mio__uring_cqe_fn fn,
+                        void *ctx)
+{
+    uint64_t ud = io_uring_cqe_get_data64(cqe);
+    unsigned flags = 0, bid = 0;
+
+    if (!cqe_count(u, cqe))
+        return;
+    if (ud & MIO__UD_URGENT)
+        u->urgent_inflight--; /* urgent operations are single-shot */
+    if (cqe->flags & IORING_CQE_F_MORE)
+        flags |= MIO__CQE_MORE;
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        flags |= MIO__CQE_BUFFER;
+        bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+    }
+    if (cqe->res == -ENOBUFS)
+        u->st.nobufs++;
+    if (ud == MIO__UD_EPOLL && !(flags & MIO__CQE_MORE))
+        u->poll_armed = false; /* re-armed before the next wait */
+    if (ud != MIO__UD_NONE)
+        fn(ctx, ud, cqe->res, flags, bid);
+}
+
+static struct io_uring_cqe *cqe_at(struct mio__uring *u, unsigned i)
+{
+    return &u->ring.cq.cqes[io_uring_cqe_index(&u->ring, i, u->ring.cq.ring_mask)];
+}
+
+/* Waits until the CQ holds more than `have` entries, submitting what is prepared (an enter that
+ * failed may have left urgent operations in the SQ). Returns 0 or -errno. */
+static int cq_wait_more(struct mio__uring *u, unsigned have)
+{
+    if (have >= u->ring.cq.ring_entries)
+        return -EBUSY; /* full: the overflow is flushed by the next enter, after the caller's advance */
+    u->st.enters++;
+    return io_uring_submit_and_wait(&u->ring, have + 1) < 0 ? -EIO : 0;
+}
+
+/* A send with MSG_DONTWAIT completes inside the enter that submits it, so the urgent passes below
+ * find every urgent completion at once; their waits for the ones still in flight are a guard, not
+ * a path they take. */
 unsigned mio__uring_reap(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
 {
-    struct io_uring_cqe *cqe;
-    unsigned head, n = 0;
+    unsigned head = *u->ring.cq.khead, end = head, n, held = u->nheld;
 
-    io_uring_for_each_cqe(&u->ring, head, cqe)
-    {
-        uint64_t ud = io_uring_cqe_get_data64(cqe);
-        unsigned flags = 0, bid = 0;
+    for (;;) { /* urgent completions first */
+        unsigned tail = io_uring_smp_load_acquire(u->ring.cq.ktail);
 
-        n++;
-        if (!cqe_count(u, cqe))
-            continue;
-        if (cqe->flags & IORING_CQE_F_MORE)
-            flags |= MIO__CQE_MORE;
-        if (cqe->flags & IORING_CQE_F_BUFFER) {
-            flags |= MIO__CQE_BUFFER;
-            bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-        }
-        if (cqe->res == -ENOBUFS)
-            u->st.nobufs++;
-        if (ud == MIO__UD_EPOLL && !(flags & MIO__CQE_MORE))
-            u->poll_armed = false; /* re-armed before the next wait */
-        if (ud != MIO__UD_NONE)
-            fn(ctx, ud, cqe->res, flags, bid);
+        for (; end != tail; end++)
+            if (cqe_at(u, end)->user_data & MIO__UD_URGENT)
+                cqe_deliver(u, cqe_at(u, end), fn, ctx);
+        if (u->urgent_inflight == 0 || cq_wait_more(u, end - head) < 0)
+            break;
     }
+    /* then the others, oldest first: those mio__uring_submit_urgent held, then the CQ's */
+    u->nheld = 0;
+    for (unsigned i = 0; i < held; i++)
+        cqe_deliver(u, &u->held[i], fn, ctx);
+    for (unsigned i = head; i != end; i++)
+        if (!(cqe_at(u, i)->user_data & MIO__UD_URGENT))
+            cqe_deliver(u, cqe_at(u, i), fn, ctx);
     /* fn may prepare SQEs but never reaps: the CQ head is ours until here. */
+    n = end - head;
+    io_uring_cq_advance(&u->ring, n);
+    u->st.cqes += n;
+    return n + held;
+}
+
+/* Keeps an ordinary completion for the next reap. Returns false when there is no room (then it
+ * stays in the CQ, and so does everything after it). */
+static bool cqe_hold(struct mio__uring *u, const struct io_uring_cqe *cqe)
+{
+    if (u->nheld == u->held_cap) {
+        unsigned cap = u->held_cap != 0 ? 2 * u->held_cap : 64;
+        struct io_uring_cqe *h = realloc(u->held, cap * sizeof *h);
+
+        if (h == NULL)
+            return false;
+        u->held = h;
+        u->held_cap = cap;
+    }
+    u->held[u->nheld++] = *cqe;
+    return true;
+}
+
+unsigned mio__uring_submit_urgent(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
+{
+    unsigned head, end, n;
+    bool room = true;
+
+    u->st.enters++;
+    u->entered = true;
+    u->flush_due = false; /* this enter submits the cancels too */
+    (void)io_uring_submit(&u->ring);
+    head = end = *u->ring.cq.khead;
+    for (;;) {
+        unsigned tail = io_uring_smp_load_acquire(u->ring.cq.ktail);
+
+        for (; room && end != tail; end++) {
+            const struct io_uring_cqe *cqe = cqe_at(u, end);
+
+            if (cqe->user_data & MIO__UD_URGENT)
+                cqe_deliver(u, cqe, fn, ctx);
+            else
+                room = cqe_hold(u, cqe);
+        }
+        if (!room)
+            end--; /* the one that found no room stays */
+        if (!room || u->urgent_inflight == 0 || cq_wait_more(u, end - head) < 0)
+            break;
+    }
+    n = end - head;
     io_uring_cq_advance(&u->ring, n);
     u->st.cqes += n;
     return n;
+}
+
+bool mio__uring_held(const struct mio__uring *u)
+{
+    return u->nheld > 0;
+}
+
+int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+
+    if (sqe == NULL)
+        return -EBUSY;
+    io_uring_prep_send(sqe, fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, ud);
+    if (ud & MIO__UD_URGENT)
+        u->urgent_inflight++;
+    u->st.sends++;
+    return 0;
 }
 
 int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first)
@@ -330,7 +452,7 @@ int mio__uring_cancel(struct mio__uring *u, uint64_t ud)
         return -EBUSY;
     io_uring_prep_cancel64(sqe, ud, 0);
     io_uring_sqe_set_data64(sqe, MIO__UD_NONE);
-    u->urgent = true;
+    u->flush_due = true;
     return 0;
 }
 
@@ -338,9 +460,9 @@ int mio__uring_flush(struct mio__uring *u)
 {
     int err;
 
-    if (!u->urgent)
+    if (!u->flush_due)
         return 0;
-    u->urgent = false;
+    u->flush_due = false;
     u->entered = true;
     u->st.enters++;
     err = io_uring_submit(&u->ring);
@@ -488,6 +610,30 @@ int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first)
 int mio__uring_nop(struct mio__uring *u, uint64_t ud)
 {
     (void)u;
+    (void)ud;
+    return -EOPNOTSUPP;
+}
+
+unsigned mio__uring_submit_urgent(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
+{
+    (void)u;
+    (void)fn;
+    (void)ctx;
+    return 0;
+}
+
+bool mio__uring_held(const struct mio__uring *u)
+{
+    (void)u;
+    return false;
+}
+
+int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud)
+{
+    (void)u;
+    (void)fd;
+    (void)buf;
+    (void)len;
     (void)ud;
     return -EOPNOTSUPP;
 }
