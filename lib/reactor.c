@@ -687,6 +687,7 @@ static int ring_harvest(mio_reactor *r, unsigned *cqes)
     mio__uring_stats(r->uring, &us);
     ctr_set(&r->st.ring_enters, us.enters);
     ctr_set(&r->st.ring_completions, us.cqes);
+    ctr_set(&r->st.ring_sends, us.sends);
     if (r->epoll_due) {
         n = mio_poll_poll(r->poll, r->events, 0);
         if (n < 0)
@@ -716,6 +717,7 @@ static void ring_end_iteration(mio_reactor *r)
     mio__uring_stats(r->uring, &us);
     ctr_set(&r->st.ring_enters, us.enters);
     ctr_set(&r->st.ring_completions, us.cqes);
+    ctr_set(&r->st.ring_sends, us.sends);
 }
 
 /* Calls the handler of every harvested event whose token is still live, with a settle point
@@ -842,6 +844,7 @@ int mio_reactor_stats(const mio_reactor *r, struct mio_reactor_stats *out)
     out->backend = mio__pr_load_64(&r->st.backend);
     out->ring_enters = mio__pr_load_64(&r->st.ring_enters);
     out->ring_completions = mio__pr_load_64(&r->st.ring_completions);
+    out->ring_sends = mio__pr_load_64(&r->st.ring_sends);
     return 0;
 }
 

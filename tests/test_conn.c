@@ -986,6 +986,120 @@ static void test_split_records_short_send(void **state)
     close(cb);
 }
 
+/* ---- one record, socket full: the stage's send (a send on the ring on io_uring) is refused or
+ * short, and the rest is queued in order ---- */
+
+static void one_big_write(mio_reactor *rr, void *arg)
+{
+    unsigned char buf[SPLIT_BIG];
+
+    (void)rr;
+    for (size_t i = 0; i < SPLIT_BIG; i++)
+        buf[i] = order_byte(i);
+    assert_int_equal(mio_conn_write(arg, buf, SPLIT_BIG), 0);
+}
+
+static void test_short_send_one_record(void **state)
+{
+    struct tconn t = {0};
+    int cli, srv, small = 4096, rcv = 4096;
+    size_t got = 0, pre = 0;
+    unsigned char buf[4096];
+    unsigned long long until = mio_test_now_ms() + 30000;
+
+    (void)state;
+    make_pair(&cli, &srv);
+    assert_int_equal(setsockopt(srv, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_int_equal(setsockopt(cli, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)), 0);
+    assert_int_equal(mio_conn_open(r, srv, &t_ops, &t, &t.c), 0);
+    memset(buf, 0, sizeof(buf));
+    for (;;) {
+        ssize_t n = send(srv, buf, sizeof(buf), MSG_DONTWAIT | MSG_NOSIGNAL);
+
+        if (n <= 0)
+            break;
+        pre += (size_t)n;
+    }
+    assert_int_equal(mio_reactor_post(r, one_big_write, t.c), 0);
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    assert_true(mio_conn_pending(t.c) > 0); /* queued: the full socket took little or none */
+    while (got < pre + SPLIT_BIG && mio_test_now_ms() < until) {
+        ssize_t n = recv(cli, buf, sizeof(buf), MSG_DONTWAIT);
+
+        if (n > 0) {
+            for (ssize_t i = 0; i < n; i++) {
+                size_t at = got + (size_t)i;
+
+                if (buf[i] != (at < pre ? 0 : order_byte(at - pre)))
+                    fail_msg("byte %zu out of order", at);
+            }
+            got += (size_t)n;
+        } else {
+            assert_true(mio_reactor_run_once(r, 5) >= 0);
+        }
+    }
+    assert_int_equal(got, pre + SPLIT_BIG);
+    assert_int_equal(mio_conn_pending(t.c), 0);
+    mio_conn_close(t.c);
+    run_until_closed(&t);
+    close(cli);
+}
+
+/* ---- on io_uring, one iteration's writes to many conns go out as one send each, in one
+ * submission, and are sent when run_once returns ---- */
+
+#define BATCH_CONNS 8
+
+static void batch_writes(mio_reactor *rr, void *arg)
+{
+    struct tconn *t = arg;
+
+    (void)rr;
+    for (int i = 0; i < BATCH_CONNS; i++) {
+        assert_int_equal(mio_conn_write(t[i].c, "hel", 3), 0);
+        assert_int_equal(mio_conn_write(t[i].c, "lo", 2), 0); /* the same record */
+    }
+}
+
+static void test_iteration_sends(void **state)
+{
+    struct tconn t[BATCH_CONNS];
+    int cli[BATCH_CONNS], srv;
+    struct mio_reactor_stats before, after;
+    bool ring = mio_reactor_backend(r) == MIO_BACKEND_IO_URING;
+
+    (void)state;
+    memset(t, 0, sizeof(t));
+    for (int i = 0; i < BATCH_CONNS; i++) {
+        make_pair(&cli[i], &srv);
+        assert_int_equal(mio_conn_open(r, srv, &t_ops, &t[i], &t[i].c), 0);
+    }
+    run_for(10);
+    assert_int_equal(mio_reactor_stats(r, &before), 0);
+    assert_int_equal(mio_reactor_post(r, batch_writes, t), 0);
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    assert_int_equal(mio_reactor_stats(r, &after), 0);
+    for (int i = 0; i < BATCH_CONNS; i++) {
+        char buf[8];
+
+        assert_int_equal(mio_conn_pending(t[i].c), 0);
+        assert_int_equal(recv(cli[i], buf, sizeof(buf), MSG_DONTWAIT), 5);
+        assert_memory_equal(buf, "hello", 5);
+    }
+    if (ring) {
+        assert_int_equal(after.ring_sends - before.ring_sends, BATCH_CONNS);
+        /* the wait, and the one submission of the sends at the iteration's end */
+        assert_true(after.ring_enters - before.ring_enters <= 2);
+    } else {
+        assert_int_equal(after.ring_sends, 0);
+    }
+    for (int i = 0; i < BATCH_CONNS; i++) {
+        mio_conn_close(t[i].c);
+        run_until_closed(&t[i]);
+        close(cli[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1002,6 +1116,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_order_across_full_stage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_records_short_send, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_short_send_one_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iteration_sends, setup, teardown),
     };
 
     mio_test_watchdog(280);

@@ -80,7 +80,8 @@ MIO_EXTERN int mio_conn_open(mio_reactor *r, int fd, const mio_conn_ops *ops, vo
 /* Inside a reactor callback (handler, on_read, task, timer, ...) the bytes are gathered with the
  * conn's other writes of that callback and handed to the kernel in one send when it returns
  * (mio_conn_flush sends them sooner); outside callbacks, and for writes over 16 KiB, they go at
- * once. Copies what cannot be sent now; the caller's buffer may be reused on return. mio_conn_pending
+ * once. On the io_uring backend the gathering spans the loop iteration: every conn's gathered
+ * bytes go as sends on the ring in one submission when the iteration's callbacks have run. Copies what cannot be sent now; the caller's buffer may be reused on return. mio_conn_pending
  * counts gathered and queued bytes alike. Returns 0, -EPIPE
  * (already closing: after mio_conn_shutdown or mio_conn_close, or after an earlier failure),
  * -EINVAL (the iovec lengths overflow size_t), or the -errno of this call's failed send (the conn
