@@ -150,6 +150,23 @@ static inline void fault_end(void)
     assert_int_equal(atomic_load(&fault_live_buf_rings), fault_buf_rings_base);
 }
 
+/* For a test that injects into a call the io_uring backend does not make: skips it (cmocka's
+ * skip(), with `why` printed) when reactors created with default options run on io_uring
+ * (MIO_BACKEND=io_uring: the tests/uring/ runs). Needs mio/mio.h included first. */
+static inline void fault_skip_on_ring(const char *why)
+{
+    mio_reactor *r;
+    int backend;
+
+    assert_int_equal(mio_reactor_new(NULL, &r), 0);
+    backend = mio_reactor_backend(r);
+    mio_reactor_free(r);
+    if (backend == MIO_BACKEND_IO_URING) {
+        print_message("skipped on io_uring: %s\n", why);
+        skip();
+    }
+}
+
 /* cmocka setup/teardown for tests that need nothing else. */
 static inline int fault_setup(void **state)
 {
