@@ -139,8 +139,9 @@ static void env_backend_read(void)
 }
 
 /* The backend a reactor gets: DEFAULT becomes MIO_BACKEND's (read once), AUTO becomes IO_URING
- * where the probe succeeds. Returns EPOLL, IO_URING or -errno. */
-static int backend_choose(int want)
+ * where the probe succeeds. Returns EPOLL, IO_URING or -errno; *fallback: epoll is to be used
+ * if this reactor's ring cannot be set up (AUTO). */
+static int backend_choose(int want, bool *fallback)
 {
     int err;
 
@@ -150,6 +151,7 @@ static int backend_choose(int want)
         if (want < 0)
             return want;
     }
+    *fallback = want == MIO_BACKEND_AUTO;
     if (want == MIO_BACKEND_EPOLL)
         return want;
     err = mio__uring_probe();
@@ -162,13 +164,13 @@ int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
 {
     mio_reactor_opts o = {0};
     mio__arena arena = 0;
-    bool own_arena = false;
+    bool own_arena = false, fallback = false;
     mio_reactor *r;
     int err, backend;
 
     if (out == NULL || reactor_opts_resolve(opts, &o) < 0)
         return -EINVAL;
-    backend = backend_choose(o.backend);
+    backend = backend_choose(o.backend, &fallback);
     if (backend < 0)
         return backend;
     if (o.use_arena == 0) {
@@ -203,8 +205,10 @@ int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
         goto err_events;
     if (backend == MIO_BACKEND_IO_URING) {
         err = mio__uring_new(mio_poll_fd(r->poll), &r->uring);
-        if (err < 0)
+        if (err < 0 && !fallback)
             goto err_waker;
+        if (err < 0)
+            backend = MIO_BACKEND_EPOLL; /* AUTO: the probe's ring ran, this one cannot */
     }
     ctr_set(&r->st.backend, (uint64_t)backend);
     *out = r;

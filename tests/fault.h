@@ -7,6 +7,9 @@
  *
  * The allocation wrappers also keep a live-allocation count (successful allocs - frees), so every
  * build, not only the ASan one, sees a leak: a scenario must end with the count it started with.
+ * mmap/munmap and, built with liburing, the io_uring backend's calls keep the same kind of count
+ * for mappings, rings and registered buffer rings. The liburing wrappers fail by returning -err
+ * (liburing's convention); their `fd` is the ring's fd (-1 for io_uring_queue_init_params).
  * The test's own calls to read/recv/... go through the wrappers too; arm with an fd filter when
  * that matters. Include this header in exactly one file per binary. Thread-safe (atomics). */
 #ifndef MIO_TESTS_FAULT_H
@@ -17,11 +20,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
 #include "internal/mem.h"
+
+#ifdef HAVE_LIBURING
+#include <liburing.h>
+#endif
 
 enum fault_site {
     FAULT_ACCEPT4,
@@ -36,6 +44,12 @@ enum fault_site {
     FAULT_SENDMSG,
     FAULT_WRITEV,
     FAULT_ALLOC, /* mio__alloc, mio__calloc and mio__realloc share one counter */
+    FAULT_MMAP,
+    FAULT_URING_INIT,     /* io_uring_queue_init_params */
+    FAULT_URING_BUF_RING, /* io_uring_register_buf_ring */
+    FAULT_URING_SUBMIT,   /* io_uring_submit */
+    FAULT_URING_WAIT,     /* io_uring_submit_and_wait_timeout */
+    FAULT_URING_PEEK,     /* io_uring_submit_and_get_events (a wait with timeout 0) */
     FAULT_NSITES
 };
 
@@ -52,6 +66,10 @@ struct fault_plan {
 static struct fault_plan fault_plans[FAULT_NSITES];
 static atomic_long fault_live_allocs;
 static atomic_long fault_epoll_wait_returns; /* epoll_wait calls that returned (entries: calls) */
+static atomic_long fault_live_maps;          /* mmap successes - munmap successes */
+static atomic_long fault_live_rings;         /* io_uring_queue_init_params successes - exits */
+static atomic_long fault_live_buf_rings;     /* buffer ring registrations - unregistrations */
+static atomic_long fault_uring_wait_returns; /* like fault_epoll_wait_returns, for the ring */
 
 /* Arms site: let `skip` matching calls pass, then fail `count` (-1: all) with errno `err`. */
 static inline void fault_arm(enum fault_site s, long skip, long count, int err, int fd)
@@ -99,16 +117,27 @@ static inline long fault_live(void)
     return atomic_load(&fault_live_allocs);
 }
 
-/* Each test starts with every fault disarmed and must end with the fds and live allocations it
- * started with. Needs cmocka.h and helpers.h included first (every fault test does). */
+/* io_uring_submit_and_wait_timeout calls that returned: fault_calls(FAULT_URING_WAIT) minus this
+ * is the number of threads in the ring's blocking wait now (while the site has no fd filter). */
+static inline long fault_uring_waits_returned(void)
+{
+    return atomic_load(&fault_uring_wait_returns);
+}
+
+/* Each test starts with every fault disarmed and must end with the fds, live allocations,
+ * mappings, rings and buffer rings it started with. Needs cmocka.h and helpers.h included first
+ * (every fault test does). */
 static int fault_fd_base;
-static long fault_live_base;
+static long fault_live_base, fault_maps_base, fault_rings_base, fault_buf_rings_base;
 
 static inline void fault_begin(void)
 {
     fault_disarm_all();
     fault_fd_base = mio_test_fd_count();
     fault_live_base = fault_live();
+    fault_maps_base = atomic_load(&fault_live_maps);
+    fault_rings_base = atomic_load(&fault_live_rings);
+    fault_buf_rings_base = atomic_load(&fault_live_buf_rings);
 }
 
 static inline void fault_end(void)
@@ -116,6 +145,26 @@ static inline void fault_end(void)
     fault_disarm_all();
     assert_int_equal(mio_test_fd_count(), fault_fd_base);
     assert_int_equal(fault_live(), fault_live_base);
+    assert_int_equal(atomic_load(&fault_live_maps), fault_maps_base);
+    assert_int_equal(atomic_load(&fault_live_rings), fault_rings_base);
+    assert_int_equal(atomic_load(&fault_live_buf_rings), fault_buf_rings_base);
+}
+
+/* For a test that injects into a call the io_uring backend does not make: skips it (cmocka's
+ * skip(), with `why` printed) when reactors created with default options run on io_uring
+ * (MIO_BACKEND=io_uring: the tests/uring/ runs). Needs mio/mio.h included first. */
+static inline void fault_skip_on_ring(const char *why)
+{
+    mio_reactor *r;
+    int backend;
+
+    assert_int_equal(mio_reactor_new(NULL, &r), 0);
+    backend = mio_reactor_backend(r);
+    mio_reactor_free(r);
+    if (backend == MIO_BACKEND_IO_URING) {
+        print_message("skipped on io_uring: %s\n", why);
+        skip();
+    }
 }
 
 /* cmocka setup/teardown for tests that need nothing else. */
@@ -264,6 +313,127 @@ ssize_t __wrap_writev(int fd, const struct iovec *iov, int iovcnt)
         return -1;
     return __real_writev(fd, iov, iovcnt);
 }
+
+void *__real_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    void *p;
+
+    if (fault_hit(FAULT_MMAP, fd))
+        return MAP_FAILED;
+    p = __real_mmap(addr, len, prot, flags, fd, off);
+    if (p != MAP_FAILED)
+        atomic_fetch_add(&fault_live_maps, 1);
+    return p;
+}
+
+/* Counted only: an unmap that fails leaves the mapping in place. */
+int __real_munmap(void *addr, size_t len);
+int __wrap_munmap(void *addr, size_t len);
+int __wrap_munmap(void *addr, size_t len)
+{
+    int rc = __real_munmap(addr, len);
+
+    if (rc == 0)
+        atomic_fetch_sub(&fault_live_maps, 1);
+    return rc;
+}
+
+#ifdef HAVE_LIBURING
+int __real_io_uring_queue_init_params(unsigned entries, struct io_uring *ring,
+                                      struct io_uring_params *p);
+int __wrap_io_uring_queue_init_params(unsigned entries, struct io_uring *ring,
+                                      struct io_uring_params *p);
+int __wrap_io_uring_queue_init_params(unsigned entries, struct io_uring *ring,
+                                      struct io_uring_params *p)
+{
+    int rc;
+
+    if (fault_hit(FAULT_URING_INIT, -1))
+        return -errno;
+    rc = __real_io_uring_queue_init_params(entries, ring, p);
+    if (rc == 0)
+        atomic_fetch_add(&fault_live_rings, 1);
+    return rc;
+}
+
+void __real_io_uring_queue_exit(struct io_uring *ring);
+void __wrap_io_uring_queue_exit(struct io_uring *ring);
+void __wrap_io_uring_queue_exit(struct io_uring *ring)
+{
+    atomic_fetch_sub(&fault_live_rings, 1);
+    __real_io_uring_queue_exit(ring);
+}
+
+int __real_io_uring_register_buf_ring(struct io_uring *ring, struct io_uring_buf_reg *reg,
+                                      unsigned int flags);
+int __wrap_io_uring_register_buf_ring(struct io_uring *ring, struct io_uring_buf_reg *reg,
+                                      unsigned int flags);
+int __wrap_io_uring_register_buf_ring(struct io_uring *ring, struct io_uring_buf_reg *reg,
+                                      unsigned int flags)
+{
+    int rc;
+
+    if (fault_hit(FAULT_URING_BUF_RING, ring->ring_fd))
+        return -errno;
+    rc = __real_io_uring_register_buf_ring(ring, reg, flags);
+    if (rc == 0)
+        atomic_fetch_add(&fault_live_buf_rings, 1);
+    return rc;
+}
+
+int __real_io_uring_unregister_buf_ring(struct io_uring *ring, int bgid);
+int __wrap_io_uring_unregister_buf_ring(struct io_uring *ring, int bgid);
+int __wrap_io_uring_unregister_buf_ring(struct io_uring *ring, int bgid)
+{
+    int rc = __real_io_uring_unregister_buf_ring(ring, bgid);
+
+    if (rc == 0)
+        atomic_fetch_sub(&fault_live_buf_rings, 1);
+    return rc;
+}
+
+int __real_io_uring_submit(struct io_uring *ring);
+int __wrap_io_uring_submit(struct io_uring *ring);
+int __wrap_io_uring_submit(struct io_uring *ring)
+{
+    if (fault_hit(FAULT_URING_SUBMIT, ring->ring_fd))
+        return -errno;
+    return __real_io_uring_submit(ring);
+}
+
+int __real_io_uring_submit_and_wait_timeout(struct io_uring *ring, struct io_uring_cqe **cqe,
+                                            unsigned wait_nr, struct __kernel_timespec *ts,
+                                            sigset_t *sigmask);
+int __wrap_io_uring_submit_and_wait_timeout(struct io_uring *ring, struct io_uring_cqe **cqe,
+                                            unsigned wait_nr, struct __kernel_timespec *ts,
+                                            sigset_t *sigmask);
+int __wrap_io_uring_submit_and_wait_timeout(struct io_uring *ring, struct io_uring_cqe **cqe,
+                                            unsigned wait_nr, struct __kernel_timespec *ts,
+                                            sigset_t *sigmask)
+{
+    int rc;
+
+    if (fault_hit(FAULT_URING_WAIT, ring->ring_fd)) {
+        rc = -errno;
+        atomic_fetch_add(&fault_uring_wait_returns, 1);
+        return rc;
+    }
+    rc = __real_io_uring_submit_and_wait_timeout(ring, cqe, wait_nr, ts, sigmask);
+    atomic_fetch_add(&fault_uring_wait_returns, 1);
+    return rc;
+}
+
+int __real_io_uring_submit_and_get_events(struct io_uring *ring);
+int __wrap_io_uring_submit_and_get_events(struct io_uring *ring);
+int __wrap_io_uring_submit_and_get_events(struct io_uring *ring)
+{
+    if (fault_hit(FAULT_URING_PEEK, ring->ring_fd))
+        return -errno;
+    return __real_io_uring_submit_and_get_events(ring);
+}
+#endif
 
 void *__real_mio__alloc(mio__arena arena, size_t size);
 void *__real_mio__calloc(mio__arena arena, size_t n, size_t size);

@@ -28,7 +28,8 @@ typedef void (*mio_timer_fn)(mio_reactor *r, mio_timer_id id, void *arg);
  * semantics: the ring watches the reactor's epoll fd). Creating it fails where io_uring cannot run
  * (-EOPNOTSUPP: built without liburing, or a kernel without provided buffer rings; -EPERM:
  * kernel.io_uring_disabled or a seccomp filter; -ENOSYS). AUTO:
- * IO_URING where it runs, else EPOLL. mio_reactor_backend says which one a reactor got. */
+ * IO_URING where it runs, else EPOLL (also for a reactor whose own ring cannot be set up: out of
+ * memory or fds). mio_reactor_backend says which one a reactor got. */
 enum {
     MIO_BACKEND_DEFAULT = 0,
     MIO_BACKEND_EPOLL = 1,
