@@ -651,9 +651,10 @@ static int ring_wait(mio_reactor *r, int timeout)
     r->waited = timeout != 0;
     err = mio__uring_wait(r->uring, timeout);
 
-    /* -ETIME: the timeout passed; -EBUSY: the CQ is full, the completions are there to reap;
-     * -EINTR: a signal ended the wait, after the submission. */
-    return err == -ETIME || err == -EBUSY || err == -EINTR ? 0 : err;
+    /* -ETIME: the timeout passed; -EBUSY: the CQ is full, the completions are there to reap.
+     * -EINTR (a signal ended the wait, after the submission) is reported, as on epoll, once the
+     * iteration has reaped what is there. */
+    return err == -ETIME || err == -EBUSY ? 0 : err;
 }
 
 static void ring_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsigned bid)
