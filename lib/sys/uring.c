@@ -7,9 +7,11 @@
  * thread and run on another (every pool worker is). The CQ is 8x the SQ: every armed receive
  * may complete in the same iteration, and they are not limited by the SQ's size.
  *
- * Provided buffers: BUFS x BUF_SIZE bytes, mapped at set-up and backed by the kernel only as
- * receives touch them. A completion's buffer goes back to the ring when the caller is done with
- * it, so the ring only has to cover one batch of receives. */
+ * Provided buffers: BUFS x BUF_SIZE bytes, mapped and populated at set-up: the kernel takes them
+ * in turn, so a reactor that served a few hundred receives has touched them all anyway, and this
+ * makes them a fixed cost of the reactor rather than memory that grows with its first conns. A
+ * completion's buffer goes back to the ring when the caller is done with it, so the ring only has
+ * to cover one batch of receives. */
 #include "config.h"
 
 #include <errno.h>
@@ -87,7 +89,7 @@ static int bufs_init(struct mio__uring *u)
         return -ENOMEM;
     }
     u->bufs = mmap(NULL, (size_t)BUFS * BUF_SIZE, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_POPULATE, -1, 0);
     if (u->bufs == MAP_FAILED) {
         u->bufs = NULL;
         return -ENOMEM;
@@ -107,6 +109,16 @@ static int bufs_init(struct mio__uring *u)
     return 0;
 }
 
+/* Hands the buffers given back since the last submission to the kernel, before the next one: a
+ * receive it submits finds them (else it fails with -ENOBUFS at once). */
+static void bufs_publish(struct mio__uring *u)
+{
+    if (u->returned > 0) {
+        io_uring_buf_ring_advance(u->br, (int)u->returned); /* one release store for the batch */
+        u->returned = 0;
+    }
+}
+
 /* An SQE; when the SQ is full, what is queued is submitted first (no wait). Every operation
  * posts exactly one final completion, so counting SQEs here and final completions in the reap
  * tells when nothing is in flight. */
@@ -115,6 +127,7 @@ static struct io_uring_sqe *sqe_get(struct mio__uring *u)
     struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
 
     if (sqe == NULL) {
+        bufs_publish(u);
         (void)io_uring_submit(&u->ring);
         u->entered = true;
         u->st.enters++;
@@ -260,10 +273,7 @@ int mio__uring_wait(struct mio__uring *u, int timeout_ms)
     struct __kernel_timespec ts;
     int err;
 
-    if (u->returned > 0) {
-        io_uring_buf_ring_advance(u->br, (int)u->returned); /* one release store for the batch */
-        u->returned = 0;
-    }
+    bufs_publish(u);
     if (!u->poll_armed)
         (void)poll_arm(u);
     u->st.enters++;
@@ -375,6 +385,7 @@ unsigned mio__uring_submit_urgent(struct mio__uring *u, mio__uring_cqe_fn fn, vo
     u->st.enters++;
     u->entered = true;
     u->flush_due = false; /* this enter submits the cancels too */
+    bufs_publish(u);
     (void)io_uring_submit(&u->ring);
     head = end = *u->ring.cq.khead;
     for (;;) {
@@ -465,6 +476,7 @@ int mio__uring_flush(struct mio__uring *u)
     u->flush_due = false;
     u->entered = true;
     u->st.enters++;
+    bufs_publish(u);
     err = io_uring_submit(&u->ring);
     return err < 0 ? err : 0;
 }
