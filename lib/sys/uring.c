@@ -320,48 +320,7 @@ static struct io_uring_cqe *cqe_at(struct mio__uring *u, unsigned i)
     return &u->ring.cq.cqes[io_uring_cqe_index(&u->ring, i, u->ring.cq.ring_mask)];
 }
 
-/* Waits until the CQ holds more than `have` entries, submitting what is prepared (an enter that
- * failed may have left urgent operations in the SQ). Returns 0 or -errno. */
-static int cq_wait_more(struct mio__uring *u, unsigned have)
-{
-    if (have >= u->ring.cq.ring_entries)
-        return -EBUSY; /* full: the overflow is flushed by the next enter, after the caller's advance */
-    u->st.enters++;
-    return io_uring_submit_and_wait(&u->ring, have + 1) < 0 ? -EIO : 0;
-}
-
-/* A send with MSG_DONTWAIT completes inside the enter that submits it, so the urgent passes below
- * find every urgent completion at once; their waits for the ones still in flight are a guard, not
- * a path they take. */
-unsigned mio__uring_reap(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
-{
-    unsigned head = *u->ring.cq.khead, end = head, n, held = u->nheld;
-
-    for (;;) { /* urgent completions first */
-        unsigned tail = io_uring_smp_load_acquire(u->ring.cq.ktail);
-
-        for (; end != tail; end++)
-            if (cqe_at(u, end)->user_data & MIO__UD_URGENT)
-                cqe_deliver(u, cqe_at(u, end), fn, ctx);
-        if (u->urgent_inflight == 0 || cq_wait_more(u, end - head) < 0)
-            break;
-    }
-    /* then the others, oldest first: those mio__uring_submit_urgent held, then the CQ's */
-    u->nheld = 0;
-    for (unsigned i = 0; i < held; i++)
-        cqe_deliver(u, &u->held[i], fn, ctx);
-    for (unsigned i = head; i != end; i++)
-        if (!(cqe_at(u, i)->user_data & MIO__UD_URGENT))
-            cqe_deliver(u, cqe_at(u, i), fn, ctx);
-    /* fn may prepare SQEs but never reaps: the CQ head is ours until here. */
-    n = end - head;
-    io_uring_cq_advance(&u->ring, n);
-    u->st.cqes += n;
-    return n + held;
-}
-
-/* Keeps an ordinary completion for the next reap. Returns false when there is no room (then it
- * stays in the CQ, and so does everything after it). */
+/* Keeps an ordinary completion for later delivery. Returns false when there is no room. */
 static bool cqe_hold(struct mio__uring *u, const struct io_uring_cqe *cqe)
 {
     if (u->nheld == u->held_cap) {
@@ -377,37 +336,75 @@ static bool cqe_hold(struct mio__uring *u, const struct io_uring_cqe *cqe)
     return true;
 }
 
+/* Takes every completion off the CQ: urgent ones to fn, the others kept in order (held), and
+ * while urgent operations are still in flight waits for more and takes those too. The CQ head
+ * moves on each round, so an overflow the kernel keeps aside comes in with the next wait. A send
+ * with MSG_DONTWAIT completes inside the enter that submits it, so the wait is a guard, not a
+ * path taken. *room: false when the held array could not grow (then the rest stays in the CQ).
+ * Returns the number of completions taken. */
+static unsigned urgent_drain(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx, bool *room)
+{
+    unsigned taken = 0;
+
+    *room = true;
+    for (;;) {
+        unsigned head = *u->ring.cq.khead, tail = io_uring_smp_load_acquire(u->ring.cq.ktail), i;
+
+        for (i = head; i != tail; i++) {
+            const struct io_uring_cqe *cqe = cqe_at(u, i);
+
+            if (cqe->user_data & MIO__UD_URGENT)
+                cqe_deliver(u, cqe, fn, ctx);
+            else if (!cqe_hold(u, cqe))
+                break;
+        }
+        io_uring_cq_advance(&u->ring, i - head);
+        taken += i - head;
+        if (i != tail)
+            *room = false;
+        if (!*room || u->urgent_inflight == 0)
+            break;
+        u->st.enters++;
+        if (io_uring_submit_and_wait(&u->ring, 1) < 0)
+            break;
+    }
+    u->st.cqes += taken;
+    return taken;
+}
+
+/* Urgent completions first (urgent_drain), then the others in the order they came: those held
+ * by an earlier mio__uring_submit_urgent, then this call's. */
+unsigned mio__uring_reap(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
+{
+    unsigned before = u->nheld, n;
+    bool room;
+
+    n = urgent_drain(u, fn, ctx, &room);
+    for (unsigned i = 0; i < u->nheld; i++) /* fn never reaps: nothing is added meanwhile */
+        cqe_deliver(u, &u->held[i], fn, ctx);
+    u->nheld = 0;
+    if (!room) { /* out of memory for the held array: the rest in CQ order, as it comes */
+        unsigned head = *u->ring.cq.khead, tail = io_uring_smp_load_acquire(u->ring.cq.ktail);
+
+        for (unsigned i = head; i != tail; i++)
+            cqe_deliver(u, cqe_at(u, i), fn, ctx);
+        io_uring_cq_advance(&u->ring, tail - head);
+        u->st.cqes += tail - head;
+        n += tail - head;
+    }
+    return n + before;
+}
+
 unsigned mio__uring_submit_urgent(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
 {
-    unsigned head, end, n;
-    bool room = true;
+    bool room;
 
     u->st.enters++;
     u->entered = true;
     u->flush_due = false; /* this enter submits the cancels too */
     bufs_publish(u);
     (void)io_uring_submit(&u->ring);
-    head = end = *u->ring.cq.khead;
-    for (;;) {
-        unsigned tail = io_uring_smp_load_acquire(u->ring.cq.ktail);
-
-        for (; room && end != tail; end++) {
-            const struct io_uring_cqe *cqe = cqe_at(u, end);
-
-            if (cqe->user_data & MIO__UD_URGENT)
-                cqe_deliver(u, cqe, fn, ctx);
-            else
-                room = cqe_hold(u, cqe);
-        }
-        if (!room)
-            end--; /* the one that found no room stays */
-        if (!room || u->urgent_inflight == 0 || cq_wait_more(u, end - head) < 0)
-            break;
-    }
-    n = end - head;
-    io_uring_cq_advance(&u->ring, n);
-    u->st.cqes += n;
-    return n;
+    return urgent_drain(u, fn, ctx, &room);
 }
 
 bool mio__uring_held(const struct mio__uring *u)
