@@ -10,7 +10,13 @@
  *   (mio_reactor_post) to every other worker as one refcounted copy that the last worker to
  *   deliver it frees. That is one post and one copy per worker and read, where a global registry
  *   of mio_conn_handles would need a lock on it and one copy per remote client; and per-sender
- *   order holds, for posts are FIFO per posting thread and a sender lives on one thread.
+ *   order holds, for posts are FIFO per posting thread and a sender lives on one thread. With
+ *   two workers so does causal order as clients see it: a line sent after its sender received
+ *   another reaches every client after that one (a worker delivers a span to all its clients at
+ *   once, and what one worker posts to another arrives in the order posted). With more, a reply
+ *   can overtake the line it answers at a third worker (a line's posts to the workers are not
+ *   one atomic step). Lines whose senders had not seen each other's may arrive in different
+ *   orders at different clients.
  * - A line over --max-line bytes ("\n" not counted) is refused: the lines before it go out, the
  *   client gets "ERR line too long" and a lingering close (FIN, input discarded until its FIN,
  *   LINGER_MS at most), so the answer is not destroyed by a reset.

@@ -157,6 +157,10 @@ def broadcast():
         before = c.lines[:-1]
         if c.lines[-1:] != [b"ERR line too long\n"] or before not in ([], [b"good from a\n"]) or c.buf:
             die("client %s: got %r, want the refusal" % (c.name, c.lines + [c.buf]))
+    # "after" answers a's line: it is sent once its sender has seen that line, so every client
+    # must see the two in that order (causal order as the clients see it). Without that wait
+    # the two lines come from different senders with nothing ordering them, as in any chat.
+    wait([cl[1]], lambda: cl[1].lines[:1] == [b"good from a\n"], "a's line at client 1")
     cl[1].s.sendall(b"after\n")
     wait(cl, lambda: all(len(c.lines) >= (1 if c.name == 1 else 2) for c in cl),
          "the lines around the refusal")
