@@ -24,6 +24,17 @@
 #include "net/net_int.h"
 
 _Static_assert(sizeof(mio_worker_stats) == 256, "mio_worker_stats has a fixed size (pool.h)");
+_Static_assert(sizeof(void *) != 8 || sizeof(mio_pool_opts) == 128,
+               "mio_pool_opts has a fixed size (pool.h)");
+
+/* 0, or -EINVAL when the caller set an option this version does not know. */
+static int pool_opts_reserved_zero(const mio_pool_opts *o)
+{
+    for (size_t i = 0; i < sizeof o->reserved / sizeof o->reserved[0]; i++)
+        if (o->reserved[i] != 0)
+            return -EINVAL;
+    return 0;
+}
 
 #define POOL_RING_DEFAULT 1024u
 #define POOL_BACKLOG_DEFAULT 1024
@@ -115,7 +126,7 @@ int mio_pool_new(const mio_pool_opts *opts, mio_pool **out)
         return -EINVAL;
     if (opts != NULL)
         o = *opts;
-    if ((o.mode != MIO_POOL_ACCEPTOR && o.mode != MIO_POOL_REUSEPORT) ||
+    if (pool_opts_reserved_zero(&o) < 0 || (o.mode != MIO_POOL_ACCEPTOR && o.mode != MIO_POOL_REUSEPORT) ||
         (o.balance != MIO_BALANCE_ROUND_ROBIN && o.balance != MIO_BALANCE_LEAST_LOADED &&
          o.balance != MIO_BALANCE_AWAKE_FIRST) ||
         o.backlog < 0 || o.workers > 4096 || o.backend < MIO_BACKEND_DEFAULT ||

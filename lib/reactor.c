@@ -36,6 +36,8 @@
 #include "internal/waker_int.h"
 
 _Static_assert(sizeof(mio_token) == 8, "reactor tokens need a 64-bit mio_token");
+_Static_assert(sizeof(void *) != 8 || sizeof(mio_reactor_opts) == 64,
+               "mio_reactor_opts has a fixed size (reactor.h)");
 _Static_assert(sizeof(struct mio_reactor_stats) == 256,
                "struct mio_reactor_stats has a fixed size (reactor.h)");
 
@@ -110,6 +112,9 @@ static int reactor_opts_resolve(const mio_reactor_opts *opts, mio_reactor_opts *
 {
     if (opts != NULL)
         *o = *opts;
+    for (size_t i = 0; i < sizeof o->reserved / sizeof o->reserved[0]; i++)
+        if (o->reserved[i] != 0)
+            return -EINVAL; /* an option this version does not know */
     if (o->events_capacity == 0)
         o->events_capacity = DEFAULT_EVENTS;
     if (o->post_capacity == 0)

@@ -269,6 +269,12 @@ static void test_lifecycle(void **state)
     assert_int_equal(mio_pool_new(&bad, &pool), -EINVAL);
     bad.backend = -1;
     assert_int_equal(mio_pool_new(&bad, &pool), -EINVAL);
+    bad.backend = 0;
+    for (size_t i = 0; i < sizeof bad.reserved / sizeof bad.reserved[0]; i++) {
+        bad.reserved[i] = 1; /* an option of a later version: refused, not ignored */
+        assert_int_equal(mio_pool_new(&bad, &pool), -EINVAL);
+        bad.reserved[i] = 0;
+    }
     /* the workers get the pool's backend */
     bad.backend = MIO_BACKEND_EPOLL;
     bad.workers = 2;

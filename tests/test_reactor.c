@@ -79,6 +79,11 @@ static void test_new_options(void **state)
     memset(&o, 0, sizeof o);
     assert_int_equal(mio_reactor_new(&o, &r), 0); /* zero-filled = defaults */
     mio_reactor_free(r);
+    for (size_t i = 0; i < sizeof o.reserved / sizeof o.reserved[0]; i++) {
+        o.reserved[i] = 1; /* an option of a later version: refused, not ignored */
+        assert_int_equal(mio_reactor_new(&o, &r), -EINVAL);
+        o.reserved[i] = 0;
+    }
     o.use_arena = -1;
     o.events_capacity = 1;
     o.post_capacity = 1;

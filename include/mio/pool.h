@@ -49,6 +49,9 @@ typedef void (*mio_accept_fn)(mio_reactor *worker, int fd, const mio_addr *peer,
  * least loaded: more than a quarter above it plus 16. Fewer wake-ups for a less even spread. */
 #define MIO_BALANCE_AWAKE_FIRST 2
 
+/* Options; NULL or zero-filled means defaults. Fixed size (128 bytes on 64-bit targets), as
+ * mio_reactor_opts: options to come take their room from `reserved`, which must be zero
+ * (mio_pool_new returns -EINVAL otherwise). */
 typedef struct mio_pool_opts {
     unsigned workers;      /* 0: one per CPU this process may run on */
     int mode;              /* MIO_POOL_ACCEPTOR or MIO_POOL_REUSEPORT */
@@ -66,6 +69,7 @@ typedef struct mio_pool_opts {
     void (*on_worker_stop)(mio_reactor *worker, unsigned index, void *arg);
     void *worker_arg; /* the hooks' arg */
     int backend;      /* the workers' MIO_BACKEND_* (reactor.h); 0: MIO_BACKEND_DEFAULT */
+    uint64_t reserved[8]; /* zero */
 } mio_pool_opts;
 
 /* Per-worker counters (relaxed snapshots). In acceptor mode the acceptor's own counters (emfile,

@@ -37,13 +37,17 @@ enum {
     MIO_BACKEND_AUTO = 3
 };
 
-/* Options; NULL or zero-filled means defaults. Later versions may add fields at the end. */
+/* Options; NULL or zero-filled means defaults. The struct has a fixed size (64 bytes on 64-bit
+ * targets): options to come take their room from `reserved`, which must be zero (mio_reactor_new
+ * returns -EINVAL otherwise). So a program built against this header keeps working with a newer
+ * library, and an older library refuses an option it does not know instead of ignoring it. */
 typedef struct mio_reactor_opts {
     unsigned events_capacity; /* events harvested per iteration (at most 2^24); 0: 1024 */
     unsigned post_capacity;   /* tasks the cross-thread queue holds at least (at most 2^30; the
                                  ring is the next power of two above it); 0: 65535 */
     int use_arena;            /* with jemalloc: 0 default (own arena), -1 use the default arena */
     int backend;              /* MIO_BACKEND_*; 0: MIO_BACKEND_DEFAULT */
+    uint64_t reserved[6];     /* zero */
 } mio_reactor_opts;
 
 /* Counters; read with mio_reactor_stats from any thread (relaxed). The struct has a fixed size
