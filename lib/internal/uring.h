@@ -56,9 +56,10 @@ int mio__uring_wait(struct mio__uring *u, int timeout_ms);
 /* Calls fn for every completion ready, then lets the kernel reuse their entries. Completions of
  * the epoll poll reach fn as MIO__UD_EPOLL (the poll re-arms itself), wakes from other rings as
  * MIO__UD_WAKE; MIO__UD_NONE ones do not reach fn. A buffer a completion carries must be given
- * back with mio__uring_buf_put before fn returns. Two passes: first the urgent completions (MIO__UD_URGENT), waiting for the ones still
- * in flight, then the others; so when fn sees its first ordinary completion, every urgent
- * operation submitted so far has completed and been seen. Returns the number of completions. */
+ * back with mio__uring_buf_put before fn returns. Two passes: first the urgent completions
+ * (MIO__UD_URGENT), waiting for the ones still in flight, then the others; so when fn sees its
+ * first ordinary completion, every urgent operation submitted so far has completed and been seen.
+ * Returns the number of completions. */
 typedef void (*mio__uring_cqe_fn)(void *ctx, uint64_t ud, int res, unsigned flags, unsigned bid);
 unsigned mio__uring_reap(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx);
 

@@ -50,9 +50,9 @@ struct mio__uring {
     char *bufs;
     size_t br_bytes;
     unsigned returned; /* buffers added since the last publish */
-    int epfd; /* -1: a plain ring watching nothing */
+    int epfd;          /* -1: a plain ring watching nothing */
     bool poll_armed;
-    bool can_wake; /* plain rings: MSG_RING and CQE_SKIP_SUCCESS work (mio__uring_can_wake) */
+    bool can_wake;  /* plain rings: MSG_RING and CQE_SKIP_SUCCESS work (mio__uring_can_wake) */
     bool flush_due; /* a cancel is prepared (mio__uring_flush) */
     bool entered; /* something was submitted: the kernel may hold operations */
     unsigned inflight; /* operations whose final completion (no MORE flag) has not been seen */
