@@ -679,6 +679,7 @@ int mio_pool_stats(const mio_pool *pool, unsigned worker, mio_worker_stats *out)
     out->handed_off = LOAD(handed_off);
     out->wakes_performed = LOAD(wakes_performed);
     out->wakes_elided = LOAD(wakes_elided);
+    out->wakes_ring = LOAD(wakes_ring);
     out->ring_full = LOAD(ring_full);
     out->emfile = LOAD(emfile);
     out->accept_errors = LOAD(accept_errors);

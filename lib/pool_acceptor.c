@@ -1,7 +1,18 @@
 /* Pool acceptor thread (acceptor mode): owns a poll with the listeners and a waker. On readiness
  * it accepts in batches, picks a worker per connection (round robin, least loaded, or awake
  * first), pushes {fd, peer} into that worker's ring and, after the burst, wakes each worker that
- * received fds at most once (mio__reactor_wake elides the syscall when the worker is not asleep).
+ * received fds at most once (the wake is elided when the worker is not asleep).
+ *
+ * On the io_uring backend (a worker's reactor has a ring) the acceptor waits on a plain ring of
+ * its own, which polls its epoll fd the way a reactor's ring does, and delivers a claimed wake
+ * (mio__reactor_wake_claim) to a worker on a ring as an IORING_OP_MSG_RING to that worker's ring
+ * instead of an eventfd write (mio__reactor_kick). The message is only prepared: the acceptor's
+ * next wait submits it in the io_uring_enter that then blocks, so no wake costs a syscall of its
+ * own, and every claimed wake has gone out before the acceptor sleeps. A message completes
+ * inside that enter; a failed one posts a completion here, which ends that wait at once, and the
+ * wake is delivered by eventfd instead: a claim is never left undelivered (reactor_int.h says why
+ * that would stall the worker). Without a ring, or if ours cannot be set up or fails, the
+ * acceptor waits in epoll_wait and kicks by eventfd, as on the epoll backend.
  *
  * Pressure is one state machine (enum mio__acceptor_state, pool_int.h): RUNNING; PAUSED_FULL when
  * every ring is full (listeners deregistered, the kernel backlog holds new connections, until a
@@ -35,6 +46,7 @@
 #include "internal/pr.h"
 #include "internal/reactor_int.h"
 #include "internal/timer_wheel.h"
+#include "internal/uring.h"
 #include "internal/waker_int.h"
 #include "net/net_int.h"
 
@@ -48,6 +60,12 @@ struct acceptor {
     bool registered; /* listeners are in the poll (exactly when RUNNING) */
     enum mio__acceptor_state state; /* our copy of pool->acceptor_state */
     uint64_t resume_at;             /* PAUSED_EMFILE: its end, monotonic ms */
+    /* io_uring backend (NULL ring: epoll_wait and eventfd wakes) */
+    struct mio__uring *ring;
+    bool epoll_due;   /* the ring's poll saw the epoll fd ready: harvest it */
+    int *ring_fd;     /* worker i's ring fd, or -1: woken by eventfd */
+    bool *unsent;     /* a ring wake for worker i is prepared and not yet submitted */
+    unsigned nunsent; /* how many of unsent are set */
 };
 
 static struct mio__pool_counters *acceptor_counters(mio_pool *pool)
@@ -276,8 +294,133 @@ static void acceptor_burst(struct acceptor *a, unsigned l)
     /* Batch limit hit: ready[l] stays set and the loop polls with timeout 0 to come back. */
 }
 
+/* ---- the io_uring backend: our ring, and wakes as ring messages ---- */
+
+/* The user_data of the ring wake sent to worker i (its failure comes back with it). */
+static uint64_t wake_ud(unsigned i)
+{
+    return MIO__UD_FIRST + i;
+}
+
+/* A claimed wake of worker i as a ring message, prepared for our next wait. Returns false when it
+ * cannot go that way (the worker is on epoll, or our SQ stayed full): kick instead. */
+static bool acceptor_ring_wake(struct acceptor *a, unsigned i)
+{
+    if (a->ring == NULL || a->ring_fd[i] < 0 ||
+        mio__uring_wake(a->ring, a->ring_fd[i], wake_ud(i)) < 0)
+        return false;
+    if (!a->unsent[i]) {
+        a->unsent[i] = true;
+        a->nunsent++;
+    }
+    return true;
+}
+
+/* A ring wake that did not reach worker i: deliver the claim by eventfd, and take the wake out
+ * of wakes_ring (pool.h). */
+static void acceptor_wake_fallback(struct acceptor *a, unsigned i)
+{
+    struct mio__pool_worker *w = &a->pool->workers[i];
+
+    mio__reactor_kick(w->r);
+    mio__pr_sub_64(&w->st.wakes_ring, 1);
+}
+
+static void acceptor_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsigned bid)
+{
+    struct acceptor *a = arg;
+
+    (void)flags;
+    (void)bid;
+    if (ud == MIO__UD_EPOLL) {
+        a->epoll_due = true;
+        return;
+    }
+    /* Only a failed wake completes here (success posts nothing). */
+    if (ud >= MIO__UD_FIRST && ud - MIO__UD_FIRST < a->pool->nworkers && res < 0)
+        acceptor_wake_fallback(a, (unsigned)(ud - MIO__UD_FIRST));
+}
+
+/* After an enter: the wakes it submitted are out (their failures are in our CQ by now). */
+static void acceptor_wakes_sent(struct acceptor *a)
+{
+    if (a->nunsent == 0 || mio__uring_unsubmitted(a->ring))
+        return;
+    memset(a->unsent, 0, a->pool->nworkers * sizeof(*a->unsent));
+    a->nunsent = 0;
+}
+
+/* Sets up our ring when a worker has one and the kernel can send ring messages; otherwise (or
+ * on any failure) we stay on epoll_wait and eventfd wakes, which work everywhere. */
+static void acceptor_ring_open(struct acceptor *a)
+{
+    mio_pool *pool = a->pool;
+    bool any = false;
+
+    for (unsigned i = 0; i < pool->nworkers; i++) {
+        a->ring_fd[i] = mio__reactor_ring_fd(pool->workers[i].r);
+        any = any || a->ring_fd[i] >= 0;
+    }
+    if (!any || mio__uring_new_plain(mio_poll_fd(pool->apoll), &a->ring) < 0) {
+        a->ring = NULL;
+        return;
+    }
+    if (!mio__uring_can_wake(a->ring)) {
+        mio__uring_free(a->ring); /* never entered: no thread to interrupt */
+        a->ring = NULL;
+    }
+}
+
+/* Leaves the ring for good (the loop ended, or the ring failed): what is prepared goes out now;
+ * the wakes that failed, or that could not be submitted, are delivered by eventfd. Then the ring
+ * is freed on this thread, the only one that entered it. */
+static void acceptor_ring_close(struct acceptor *a)
+{
+    if (a->ring == NULL)
+        return;
+    if (mio__uring_unsubmitted(a->ring))
+        (void)mio__uring_submit(a->ring);
+    acceptor_wakes_sent(a);
+    (void)mio__uring_reap(a->ring, acceptor_on_cqe, a);
+    for (unsigned i = 0; i < a->pool->nworkers && a->nunsent > 0; i++)
+        if (a->unsent[i]) {
+            a->unsent[i] = false;
+            a->nunsent--;
+            acceptor_wake_fallback(a, i);
+        }
+    mio__uring_free(a->ring);
+    a->ring = NULL;
+    a->epoll_due = false;
+}
+
+/* The wait on our ring: submits the wakes prepared since the last one, then blocks for the
+ * poll's readiness (or a failed wake). Returns the number of epoll events harvested into events,
+ * or -EINTR. A failing ring is given up: the events come from epoll_wait from then on. */
+static int acceptor_ring_wait(struct acceptor *a, mio_events *events, int timeout)
+{
+    mio_pool *pool = a->pool;
+    int err, n;
+
+    err = mio__uring_wait(a->ring, a->epoll_due ? 0 : timeout);
+    acceptor_wakes_sent(a);
+    (void)mio__uring_reap(a->ring, acceptor_on_cqe, a);
+    if (err < 0 && err != -ETIME && err != -EBUSY && err != -EINTR) {
+        acceptor_ring_close(a);
+        return mio_poll_poll(pool->apoll, events, 0);
+    }
+    if (!a->epoll_due) {
+        mio_events_clear(events);
+        return err == -EINTR ? err : 0;
+    }
+    n = mio_poll_poll(pool->apoll, events, 0);
+    /* A multishot poll fires on new readiness only: a full harvest may have left events. */
+    a->epoll_due = n >= 0 && (size_t)n == mio_events_capacity(events);
+    return n;
+}
+
 /* After a burst: one wake per worker that received fds, elided when it is not asleep (the fence
- * that orders our pushes before the sleep check is inside mio__reactor_wake). */
+ * that orders our pushes before the sleep check is inside mio__reactor_wake_claim). A claimed
+ * wake goes as a ring message when it can, else by eventfd. */
 static void acceptor_wake_workers(struct acceptor *a)
 {
     mio_pool *pool = a->pool;
@@ -288,10 +431,15 @@ static void acceptor_wake_workers(struct acceptor *a)
         if (!a->touched[i])
             continue;
         a->touched[i] = false;
-        if (mio__reactor_wake(w->r))
-            mio__count(&w->st.wakes_performed, 1);
-        else
+        if (!mio__reactor_wake_claim(w->r)) {
             mio__count(&w->st.wakes_elided, 1);
+            continue;
+        }
+        mio__count(&w->st.wakes_performed, 1);
+        if (acceptor_ring_wake(a, i))
+            mio__count(&w->st.wakes_ring, 1);
+        else
+            mio__reactor_kick(w->r);
     }
 }
 
@@ -318,10 +466,12 @@ static void acceptor_loop(struct acceptor *a, mio_events *events)
     mio_pool *pool = a->pool;
 
     while (a->state != MIO__ACC_STOPPING) {
-        int n = mio_poll_poll(pool->apoll, events, acceptor_timeout(a));
+        int n = a->ring != NULL ? acceptor_ring_wait(a, events, acceptor_timeout(a))
+                                : mio_poll_poll(pool->apoll, events, acceptor_timeout(a));
 
         /* The owner stores stop_accepting, then writes our waker: the eventfd write and the poll
-         * that reports it order the two, so this load after the poll sees the stop. */
+         * that reports it (directly, or through our ring's poll of the epoll fd) order the two,
+         * so this load after the poll sees the stop. */
         if ((n < 0 && n != -EINTR) || mio__pr_load_uint(&pool->stop_accepting) != 0) {
             acceptor_set_state(a, MIO__ACC_STOPPING);
             break;
@@ -356,17 +506,26 @@ void *mio__pool_acceptor_main(void *arg)
         mio__pool_pin(pool, pool->nworkers);
     a.ready = mio__calloc(0, pool->nlisteners, sizeof(*a.ready));
     a.touched = mio__calloc(0, pool->nworkers, sizeof(*a.touched));
-    err = (a.ready == NULL || a.touched == NULL) ? -ENOMEM : mio_events_new(64, &events);
+    a.ring_fd = mio__calloc(0, pool->nworkers, sizeof(*a.ring_fd));
+    a.unsent = mio__calloc(0, pool->nworkers, sizeof(*a.unsent));
+    err = (a.ready == NULL || a.touched == NULL || a.ring_fd == NULL || a.unsent == NULL)
+              ? -ENOMEM
+              : mio_events_new(64, &events);
     if (err == 0)
         err = acceptor_register(&a, true);
+    if (err == 0)
+        acceptor_ring_open(&a);
     a.state = MIO__ACC_RUNNING;
     mio__pool_thread_running(pool, err);
     if (err == 0)
         acceptor_loop(&a, events);
     /* Leave the listeners out of the poll; the owner closes them after joining us. */
     acceptor_set_state(&a, MIO__ACC_STOPPING);
+    acceptor_ring_close(&a); /* every claimed wake delivered before the owner stops the workers */
     mio_events_free(events);
     mio__free(0, a.ready);
     mio__free(0, a.touched);
+    mio__free(0, a.ring_fd);
+    mio__free(0, a.unsent);
     return NULL;
 }

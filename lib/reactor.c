@@ -12,7 +12,10 @@
  * fence; re-check the task queue, the stop flag and the source; wait; store RUNNING (which also
  * ends WOKEN, before anything is drained). Producer (mio__reactor_wake): after publishing its
  * work, full fence; load the state; only if it is SLEEPING and a CAS SLEEPING -> WOKEN wins does
- * it write the eventfd.
+ * it write the eventfd. The claim (mio__reactor_wake_claim) and the write (mio__reactor_kick) are
+ * also offered apart, so that a producer with an io_uring of its own can deliver a claimed wake
+ * as a ring message instead (the pool's acceptor): the ring's wait then ends on a MIO__UD_WAKE
+ * completion as it would on the eventfd, and wakes_performed counts only eventfd writes.
  * The two fences make it a Dekker handshake: either the producer sees SLEEPING, or the reactor's
  * re-check sees the work. Only the reactor stores SLEEPING, so every publication of SLEEPING
  * admits at most one performed wake: wakes_performed <= sleeps, always. */
@@ -72,6 +75,7 @@ struct mio_reactor {
     bool epoll_due;           /* io_uring backend: the epoll fd has (or may have) events */
     int ring_ran;             /* io_uring backend: completions handed to the ext this iteration */
     bool waited;              /* io_uring backend: this iteration's wait had a non-zero timeout */
+    bool ring_woke;           /* io_uring backend: a wake came as a ring message (MIO__UD_WAKE) */
     struct mio__reactor_source src;
     struct mio__post_queue tasks; /* ck_ring pads its own producer/consumer lines */
     char pad0[PAD];
@@ -438,19 +442,31 @@ int mio__reactor_forget(mio_reactor *r, mio_token token)
 
 /* ------------------------------------------------------------------ cross-thread */
 
-bool mio__reactor_wake(mio_reactor *r)
+bool mio__reactor_wake_claim(mio_reactor *r)
 {
     /* Orders the caller's publication before the state load (the producer half of the Dekker
-     * handshake described at the top of this file). */
+     * handshake described at the top of this file; pairs with the fence after the SLEEPING
+     * store in wait_events). */
     mio__pr_fence_memory();
     if (mio__pr_load_uint(&r->state) == STATE_SLEEPING &&
-        mio__pr_cas_uint(&r->state, STATE_SLEEPING, STATE_WOKEN)) {
-        (void)mio_waker_wake(r->waker);
-        mio__pr_add_64(&r->wakes_performed, 1);
+        mio__pr_cas_uint(&r->state, STATE_SLEEPING, STATE_WOKEN))
         return true;
-    }
     mio__pr_add_64(&r->wakes_elided, 1);
     return false;
+}
+
+void mio__reactor_kick(mio_reactor *r)
+{
+    (void)mio_waker_wake(r->waker);
+    mio__pr_add_64(&r->wakes_performed, 1);
+}
+
+bool mio__reactor_wake(mio_reactor *r)
+{
+    if (!mio__reactor_wake_claim(r))
+        return false;
+    mio__reactor_kick(r);
+    return true;
 }
 
 bool mio__reactor_awake(mio_reactor *r)
@@ -670,6 +686,10 @@ static void ring_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsigne
         r->epoll_due = true;
         return;
     }
+    if (ud == MIO__UD_WAKE) {
+        r->ring_woke = true; /* the waker's event by another road: no handler ran */
+        return;
+    }
     if (r->ext != NULL && r->ext->complete != NULL) {
         r->ext->complete(r, r->ext_ctx, ud, res, flags, bid);
         if (ud & MIO__UD_URGENT)
@@ -782,6 +802,8 @@ static int iterate(mio_reactor *r, int timeout_ms)
         if (werr < 0 || n < 0)
             return werr < 0 ? werr : n;
         ran = r->ring_ran + (n > 0 ? dispatch_events(r, &woke) : 0);
+        woke = woke || r->ring_woke;
+        r->ring_woke = false;
         if (cqes == 0 && n == 0 && r->waited)
             ctr_add(&r->st.zero_event_wakeups, 1);
     } else {
@@ -866,6 +888,11 @@ int mio_reactor_backend(const mio_reactor *r)
 struct mio__uring *mio__reactor_uring(const mio_reactor *r)
 {
     return r->uring;
+}
+
+int mio__reactor_ring_fd(const mio_reactor *r)
+{
+    return r->uring != NULL ? mio__uring_fd(r->uring) : -1;
 }
 
 void mio__reactor_quiesce(mio_reactor *r)

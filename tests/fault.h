@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -50,6 +51,8 @@ enum fault_site {
     FAULT_URING_SUBMIT,   /* io_uring_submit */
     FAULT_URING_WAIT,     /* io_uring_submit_and_wait_timeout */
     FAULT_URING_PEEK,     /* io_uring_submit_and_get_events (a wait with timeout 0) */
+    FAULT_URING_WAKE,     /* mio__uring_wake: the message is sent to no ring (fd -1), so the
+                             kernel fails it with -EBADF; `fd` filters on the target ring's fd */
     FAULT_NSITES
 };
 
@@ -435,6 +438,19 @@ int __wrap_io_uring_submit_and_get_events(struct io_uring *ring)
 }
 #endif
 
+/* The library's own door to IORING_OP_MSG_RING (lib/sys/uring.c). A hit does not fail the call:
+ * it makes the kernel fail the message, as it would one sent to a ring that is gone, so the
+ * failure reaches the sender the way a real one does (a completion, after the submission). */
+struct mio__uring;
+int __real_mio__uring_wake(struct mio__uring *u, int target_fd, uint64_t ud);
+int __wrap_mio__uring_wake(struct mio__uring *u, int target_fd, uint64_t ud);
+int __wrap_mio__uring_wake(struct mio__uring *u, int target_fd, uint64_t ud)
+{
+    if (fault_hit(FAULT_URING_WAKE, target_fd))
+        target_fd = -1;
+    return __real_mio__uring_wake(u, target_fd, ud);
+}
+
 void *__real_mio__alloc(mio__arena arena, size_t size);
 void *__real_mio__calloc(mio__arena arena, size_t n, size_t size);
 void *__real_mio__realloc(mio__arena arena, void *p, size_t size);
@@ -494,7 +510,7 @@ void __wrap_mio__free(mio__arena arena, void *p)
  * the fd count and the live-allocation count where they were, and have consumed the fault.
  * Returns N. A scenario that absorbs the failure (retries, or degrades and still succeeds) may
  * return 0 when `absorb_ok`. */
-static long fault_alloc_sweep(int (*scenario)(void), bool absorb_ok)
+static inline long fault_alloc_sweep(int (*scenario)(void), bool absorb_ok)
 {
     int fds = mio_test_fd_count();
     long live = fault_live(), n;

@@ -79,7 +79,8 @@ typedef struct mio_worker_stats {
     uint64_t accepted;        /* connections handed to the accept function on this worker */
     uint64_t active;          /* mio_conns open on this worker's reactor now */
     uint64_t handed_off;      /* acceptor mode: fds pushed into this worker's ring */
-    uint64_t wakes_performed; /* hand-off wakes that wrote the worker's eventfd */
+    uint64_t wakes_performed; /* hand-off wakes performed (the worker was asleep): by eventfd
+                                 write, or by ring message (wakes_ring) */
     uint64_t wakes_elided;    /* hand-off wakes skipped because the worker was not asleep */
     uint64_t ring_full;       /* times this worker's ring was found full and skipped */
     uint64_t emfile;          /* EMFILE/ENFILE on accept (a pending connection was shed) */
@@ -87,7 +88,11 @@ typedef struct mio_worker_stats {
     uint64_t ring_len;        /* fds waiting in this worker's ring now */
     uint64_t accept_calls;    /* accept4 calls made */
     uint64_t listener_paused; /* times accepting paused because every ring was full */
-    uint64_t reserved[21];    /* zero; room for counters to come */
+    uint64_t wakes_ring;      /* of wakes_performed, those sent as an io_uring message to the
+                                 worker's ring (io_uring backend), no eventfd written; a message
+                                 the kernel refuses is taken back out, and that wake writes the
+                                 eventfd instead */
+    uint64_t reserved[20];    /* zero; room for counters to come */
 } mio_worker_stats;
 
 /* Creates a pool (no thread yet). Returns 0 and *out, -EINVAL (bad mode/balance), -ENOMEM. */

@@ -74,9 +74,10 @@ struct mio_reactor_stats {
 };
 /* Field notes: iterations counts poll calls; events every harvested event (the internal waker's
  * too); handlers_run / tasks_run / timers_fired the callbacks run; wakes_performed the eventfd
- * writes made by posts, stops and internal producers, wakes_elided the ones skipped because the
- * reactor was awake or another producer had already woken it; zero_event_wakeups the waits with
- * a non-zero timeout that returned no event (timer expiry, or a timer-wheel re-file). */
+ * writes made by posts, stops and internal producers (not the ring messages a pool's acceptor
+ * wakes io_uring workers with: wakes_ring in mio_pool_stats), wakes_elided the ones skipped
+ * because the reactor was awake or another producer had already woken it; zero_event_wakeups the
+ * waits with a non-zero timeout that returned no event (timer expiry, or a timer-wheel re-file). */
 
 /* Creates a reactor (poll, events, waker, slab, timers, task queue, 64 KiB read buffer); with
  * jemalloc and use_arena 0 it allocates all of that from its own arena. Uses two fds (epoll,

@@ -37,7 +37,7 @@ CK_RING_PROTOTYPE(mio__handoff, mio__handoff)
  * anyone (relaxed loads). Counters order nothing. */
 struct mio__pool_counters {
     uint64_t accepted, handed_off, wakes_performed, wakes_elided, ring_full, emfile, accept_errors,
-        accept_calls, listener_paused;
+        accept_calls, listener_paused, wakes_ring;
 };
 
 static inline void mio__count(uint64_t *c, uint64_t n)

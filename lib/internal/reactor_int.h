@@ -53,8 +53,20 @@ int mio__reactor_forget(mio_reactor *r, mio_token token);
 /* Any thread, after publishing work the reactor will find (with a release store or stronger):
  * writes the eventfd only if the reactor published SLEEPING and this caller wins the claim on the
  * wake (the CAS SLEEPING -> WOKEN); otherwise counts an elided wake. Returns true when it made
- * the syscall. */
+ * the syscall. The same as mio__reactor_wake_claim, then mio__reactor_kick on a won claim. */
 bool mio__reactor_wake(mio_reactor *r);
+/* Any thread, after publishing work (as for mio__reactor_wake): the claim alone, with its fence.
+ * Returns true when this caller won the wake of a sleeping reactor, which then stays asleep until
+ * the caller delivers the wake: with mio__reactor_kick, or as a ring message (mio__uring_wake to
+ * mio__reactor_ring_fd), falling back to mio__reactor_kick when the message fails. Every other
+ * producer elides its wake meanwhile, so a won claim must always be delivered. Returns false
+ * (and counts an elided wake) otherwise. */
+bool mio__reactor_wake_claim(mio_reactor *r);
+/* Any thread: writes the eventfd, counted in wakes_performed: delivers a claimed wake. */
+void mio__reactor_kick(mio_reactor *r);
+/* Any thread: the fd of the reactor's ring (io_uring backend), for mio__uring_wake; -1 with
+ * epoll. Fixed when the reactor is created. */
+int mio__reactor_ring_fd(const mio_reactor *r);
 /* Any thread: the reactor is not asleep in epoll_wait without a wake pending, so work published
  * now reaches it without a wake (a snapshot: it may fall asleep right after, and then
  * mio__reactor_wake sees SLEEPING). */

@@ -19,7 +19,8 @@ struct mio__uring;
 /* user_data values the wall reserves; the caller's are >= MIO__UD_FIRST. */
 #define MIO__UD_NONE 0u  /* completions nobody waits for (cancels) */
 #define MIO__UD_EPOLL 1u /* the multishot poll on the epoll fd: run epoll_wait(0) */
-#define MIO__UD_FIRST 2u
+#define MIO__UD_WAKE 2u  /* a wake another ring sent (mio__uring_wake): it ends the wait */
+#define MIO__UD_FIRST 3u
 /* A caller's user_data with this bit set marks an urgent operation (a send): its completion
  * reaches fn before every other completion of the same reap, and the reap does not return while
  * an urgent operation is still in flight (see mio__uring_reap). */
@@ -37,6 +38,10 @@ int mio__uring_probe(void);
 
 /* A ring watching epfd, with the provided buffers. Returns 0 and *out or -errno. */
 int mio__uring_new(int epfd, struct mio__uring **out);
+/* A ring without provided buffers (receives cannot be prepared on it), watching epfd like
+ * mio__uring_new's (epfd < 0: none): for a thread that only waits and sends wakes. Returns 0 and
+ * *out or -errno. */
+int mio__uring_new_plain(int epfd, struct mio__uring **out);
 /* Cancels everything in flight and reaps it (bounded in time). Call it on the thread that ran
  * the ring before another thread frees it: the kernel's teardown of a ring interrupts every live
  * thread that ever entered it (a blocking call there may fail with EINTR), and a thread that
@@ -49,11 +54,12 @@ void mio__uring_free(struct mio__uring *u);
  * one completion. Returns 0 (completions may be ready), -ETIME, -EINTR or -errno. */
 int mio__uring_wait(struct mio__uring *u, int timeout_ms);
 /* Calls fn for every completion ready, then lets the kernel reuse their entries. Completions of
- * the epoll poll reach fn as MIO__UD_EPOLL (the poll re-arms itself); MIO__UD_NONE ones do not
- * reach fn. A buffer a completion carries must be given back with mio__uring_buf_put before fn
- * returns. Two passes: first the urgent completions (MIO__UD_URGENT), waiting for the ones still
- * in flight, then the others; so when fn sees its first ordinary completion, every urgent
- * operation submitted so far has completed and been seen. Returns the number of completions. */
+ * the epoll poll reach fn as MIO__UD_EPOLL (the poll re-arms itself), wakes from other rings as
+ * MIO__UD_WAKE; MIO__UD_NONE ones do not reach fn. A buffer a completion carries must be given
+ * back with mio__uring_buf_put before fn returns. Two passes: first the urgent completions
+ * (MIO__UD_URGENT), waiting for the ones still in flight, then the others; so when fn sees its
+ * first ordinary completion, every urgent operation submitted so far has completed and been seen.
+ * Returns the number of completions. */
 typedef void (*mio__uring_cqe_fn)(void *ctx, uint64_t ud, int res, unsigned flags, unsigned bid);
 unsigned mio__uring_reap(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx);
 
@@ -80,6 +86,24 @@ int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first);
  * during that call; the caller still keeps it until the completion is seen (urgent user_data:
  * the next reap). Returns 0 or -EBUSY (the SQ stayed full). */
 int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud);
+/* The ring's fd: what another ring's mio__uring_wake names. Any thread (set at creation). */
+int mio__uring_fd(const struct mio__uring *u);
+/* Whether this ring can send wakes: the kernel runs IORING_OP_MSG_RING and honours
+ * IOSQE_CQE_SKIP_SUCCESS (probed when the ring was set up). */
+bool mio__uring_can_wake(const struct mio__uring *u);
+/* Prepares a wake of the ring whose fd is target_fd (sent at the next wait or submission): the
+ * kernel posts a completion with user_data MIO__UD_WAKE and res 0 on that ring, which ends its
+ * wait. Such a message completes inside the io_uring_enter that submits it (our rings use
+ * neither IOPOLL nor DEFER_TASKRUN, which would defer it), and posts nothing here when it
+ * succeeded; when it failed (target gone, its CQ full: -EOVERFLOW, ...) a completion with ud
+ * (below 2^48) and res < 0 reaches fn at the reap after that enter. Wakes are not counted as in
+ * flight: mio__uring_quiesce does not wait for them. Returns 0, -EBUSY (the SQ stayed full) or
+ * -EOPNOTSUPP (see mio__uring_can_wake). */
+int mio__uring_wake(struct mio__uring *u, int target_fd, uint64_t ud);
+/* Whether something prepared has not been submitted yet (an enter failed before submitting). */
+bool mio__uring_unsubmitted(const struct mio__uring *u);
+/* Submits what is prepared now, without waiting. Returns 0 or -errno. */
+int mio__uring_submit(struct mio__uring *u);
 /* Prepares a no-op: its completion (res 0) comes back with ud at the next wait. */
 int mio__uring_nop(struct mio__uring *u, uint64_t ud);
 /* Prepares a cancel of the operation whose user_data is ud. */

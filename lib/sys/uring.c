@@ -11,7 +11,12 @@
  * in turn, so a reactor that served a few hundred receives has touched them all anyway, and this
  * makes them a fixed cost of the reactor rather than memory that grows with its first conns. A
  * completion's buffer goes back to the ring when the caller is done with it, so the ring only has
- * to cover one batch of receives. */
+ * to cover one batch of receives.
+ *
+ * Wakes (mio__uring_wake): an IORING_OP_MSG_RING with IOSQE_CQE_SKIP_SUCCESS, so a wake that
+ * arrives costs the sender no completion. Nothing accounts for them in flight: a success posts
+ * nothing here, and a wake's failure completion is told apart by UD_WAKE_SENT, as the wakes other
+ * rings post here are by MIO__UD_WAKE. */
 #include "config.h"
 
 #include <errno.h>
@@ -35,6 +40,9 @@
 #define BUF_SIZE MIO__URING_BUF_SIZE
 #define BGID 0
 #define FREE_REAP_MS 2000 /* mio__uring_free waits this long for cancelled operations */
+/* Tags the user_data of a wake we sent (callers' are below 2^48; conn tokens stay below 2^56,
+ * and the urgent bit is 63), so its failure completion is not taken for an operation's end. */
+#define UD_WAKE_SENT (UINT64_C(1) << 61)
 
 struct mio__uring {
     struct io_uring ring;
@@ -42,8 +50,9 @@ struct mio__uring {
     char *bufs;
     size_t br_bytes;
     unsigned returned; /* buffers added since the last publish */
-    int epfd;
+    int epfd;          /* -1: a plain ring watching nothing */
     bool poll_armed;
+    bool can_wake;  /* plain rings: MSG_RING and CQE_SKIP_SUCCESS work (mio__uring_can_wake) */
     bool flush_due; /* a cancel is prepared (mio__uring_flush) */
     bool entered; /* something was submitted: the kernel may hold operations */
     unsigned inflight; /* operations whose final completion (no MORE flag) has not been seen */
@@ -54,7 +63,7 @@ struct mio__uring {
     struct mio__uring_stats st;
 };
 
-static int ring_init(struct io_uring *ring)
+static int ring_init(struct io_uring *ring, unsigned *features)
 {
     static const unsigned flags[] = {
         IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
@@ -70,6 +79,7 @@ static int ring_init(struct io_uring *ring)
         p.flags = flags[i];
         p.cq_entries = CQ_ENTRIES;
         err = io_uring_queue_init_params(SQ_ENTRIES, ring, &p);
+        *features = p.features;
         if (err != -EINVAL)
             break; /* 0, or a refusal no other flag set will change */
     }
@@ -138,11 +148,14 @@ static struct io_uring_sqe *sqe_get(struct mio__uring *u)
     return sqe;
 }
 
-/* A completion of ours (not liburing's own timeout) and whether it was an operation's last. */
+/* A completion of ours (not liburing's own timeout) and whether it was an operation's last.
+ * Wakes, received or failed, end no operation counted in flight. */
 static bool cqe_count(struct mio__uring *u, const struct io_uring_cqe *cqe)
 {
     if (cqe->user_data == LIBURING_UDATA_TIMEOUT)
         return false;
+    if (cqe->user_data == MIO__UD_WAKE || (cqe->user_data & UD_WAKE_SENT) != 0)
+        return true;
     if (!(cqe->flags & IORING_CQE_F_MORE))
         u->inflight--;
     return true;
@@ -166,23 +179,43 @@ static int poll_arm(struct mio__uring *u)
  * exited cannot be interrupted. */
 struct setup_job {
     struct mio__uring *u;
+    bool plain;
     int ring_err, bufs_err;
 };
+
+/* Whether the kernel behind ring runs what mio__uring_wake prepares. */
+static bool wake_probe(struct io_uring *ring, unsigned features)
+{
+    struct io_uring_probe *p;
+    bool ok;
+
+    if (!(features & IORING_FEAT_CQE_SKIP))
+        return false;
+    p = io_uring_get_probe_ring(ring);
+    if (p == NULL)
+        return false;
+    ok = io_uring_opcode_supported(p, IORING_OP_MSG_RING) != 0;
+    io_uring_free_probe(p);
+    return ok;
+}
 
 static void *setup_thread(void *arg)
 {
     struct setup_job *j = arg;
+    unsigned features = 0;
 
-    j->ring_err = ring_init(&j->u->ring);
-    if (j->ring_err == 0)
+    j->ring_err = ring_init(&j->u->ring, &features);
+    if (j->ring_err == 0 && j->plain)
+        j->u->can_wake = wake_probe(&j->u->ring, features);
+    else if (j->ring_err == 0)
         j->bufs_err = bufs_init(j->u);
     return NULL;
 }
 
-int mio__uring_new(int epfd, struct mio__uring **out)
+static int ring_new(int epfd, bool plain, struct mio__uring **out)
 {
     struct mio__uring *u = calloc(1, sizeof *u);
-    struct setup_job j = {u, 0, 0};
+    struct setup_job j = {u, plain, 0, 0};
     pthread_t t;
     int err;
 
@@ -205,6 +238,16 @@ int mio__uring_new(int epfd, struct mio__uring **out)
     }
     *out = u;
     return 0;
+}
+
+int mio__uring_new(int epfd, struct mio__uring **out)
+{
+    return ring_new(epfd, false, out);
+}
+
+int mio__uring_new_plain(int epfd, struct mio__uring **out)
+{
+    return ring_new(epfd, true, out);
 }
 
 /* Forgets the completions kept for the next reap (the ring is going away: nobody will want
@@ -274,7 +317,7 @@ int mio__uring_wait(struct mio__uring *u, int timeout_ms)
     int err;
 
     bufs_publish(u);
-    if (!u->poll_armed)
+    if (!u->poll_armed && u->epfd >= 0)
         (void)poll_arm(u);
     u->st.enters++;
     u->entered = true;
@@ -311,6 +354,8 @@ static void cqe_deliver(struct mio__uring *u, const struct io_uring_cqe *cqe, mi
         u->st.nobufs++;
     if (ud == MIO__UD_EPOLL && !(flags & MIO__CQE_MORE))
         u->poll_armed = false; /* re-armed before the next wait */
+    if (ud & UD_WAKE_SENT)
+        ud &= ~UD_WAKE_SENT; /* a wake we sent failed: the caller's ud */
     if (ud != MIO__UD_NONE)
         fn(ctx, ud, cqe->res, flags, bid);
 }
@@ -439,6 +484,49 @@ int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first)
     sqe->buf_group = BGID;
     io_uring_sqe_set_data64(sqe, ud);
     return 0;
+}
+
+int mio__uring_fd(const struct mio__uring *u)
+{
+    return u->ring.ring_fd;
+}
+
+bool mio__uring_can_wake(const struct mio__uring *u)
+{
+    return u->can_wake;
+}
+
+int mio__uring_wake(struct mio__uring *u, int target_fd, uint64_t ud)
+{
+    struct io_uring_sqe *sqe;
+
+    if (!u->can_wake)
+        return -EOPNOTSUPP;
+    sqe = sqe_get(u);
+    if (sqe == NULL)
+        return -EBUSY;
+    u->inflight--; /* its success posts no completion (see the top of this file) */
+    io_uring_prep_msg_ring(sqe, target_fd, 0, MIO__UD_WAKE, 0);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, ud | UD_WAKE_SENT);
+    return 0;
+}
+
+bool mio__uring_unsubmitted(const struct mio__uring *u)
+{
+    return io_uring_sq_ready(&u->ring) > 0;
+}
+
+int mio__uring_submit(struct mio__uring *u)
+{
+    int err;
+
+    u->entered = true;
+    u->flush_due = false; /* this enter submits the cancels too */
+    u->st.enters++;
+    bufs_publish(u);
+    err = io_uring_submit(&u->ring);
+    return err < 0 ? err : 0;
 }
 
 int mio__uring_nop(struct mio__uring *u, uint64_t ud)
@@ -579,6 +667,45 @@ int mio__uring_new(int epfd, struct mio__uring **out)
 {
     (void)epfd;
     (void)out;
+    return -EOPNOTSUPP;
+}
+
+int mio__uring_new_plain(int epfd, struct mio__uring **out)
+{
+    (void)epfd;
+    (void)out;
+    return -EOPNOTSUPP;
+}
+
+int mio__uring_fd(const struct mio__uring *u)
+{
+    (void)u;
+    return -1;
+}
+
+bool mio__uring_can_wake(const struct mio__uring *u)
+{
+    (void)u;
+    return false;
+}
+
+int mio__uring_wake(struct mio__uring *u, int target_fd, uint64_t ud)
+{
+    (void)u;
+    (void)target_fd;
+    (void)ud;
+    return -EOPNOTSUPP;
+}
+
+bool mio__uring_unsubmitted(const struct mio__uring *u)
+{
+    (void)u;
+    return false;
+}
+
+int mio__uring_submit(struct mio__uring *u)
+{
+    (void)u;
     return -EOPNOTSUPP;
 }
 
