@@ -543,12 +543,13 @@ static void test_awake_first(void **state)
     atomic_store(&busy_runs, 0);
     pool = start_pool(2, MIO_POOL_ACCEPTOR, MIO_BALANCE_AWAKE_FIRST, echo_accept, &a, NULL);
     assert_int_equal(mio_reactor_post(mio_pool_worker(pool, 0), busy_task, NULL), 0);
-    /* worker 1 has nothing to do: wait until it has gone to sleep */
+    /* worker 1 has nothing to do: wait until it has gone to sleep, and until worker 0 runs its
+     * busy loop (its thread may not have been scheduled yet when worker 1 first sleeps) */
     until = mio_test_now_ms() + 10000;
     do {
         usleep(1000);
         assert_int_equal(mio_reactor_stats(mio_pool_worker(pool, 1), &rs), 0);
-    } while (rs.sleeps == 0 && mio_test_now_ms() < until);
+    } while ((rs.sleeps == 0 || atomic_load(&busy_runs) == 0) && mio_test_now_ms() < until);
     assert_true(rs.sleeps > 0);
     assert_true(atomic_load(&busy_runs) > 0);
 
