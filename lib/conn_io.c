@@ -19,6 +19,7 @@
 #include <sys/epoll.h>
 #include <mio/net.h>
 #include "internal/conn_int.h"
+#include "internal/conn_ring_result.h"
 #include "internal/uring.h"
 
 #ifndef IOV_MAX
@@ -420,8 +421,10 @@ void mio__conn_stage_sent(struct mio__conn_ctx *ctx, unsigned i, int res)
 {
     struct mio__stage_rec *rec = &ctx->recs[i];
 
-    if (rec->c != NULL) /* else the conn was torn down meanwhile: its bytes do not matter */
+    if (rec->c != NULL) { /* else the conn was torn down meanwhile: its bytes do not matter */
+        res = mio__conn_ring_result(MIO__RING_SEND, mio__conn_fd(rec->c), res);
         (void)conn_record_sent(rec->c, rec, ctx->stage, res == -EINTR ? -EAGAIN : res);
+    }
     if (--ctx->nsent == 0) {
         ctx->nrecs = 0; /* every record was sent, queued or dropped */
         ctx->stage_len = 0;

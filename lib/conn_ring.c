@@ -13,7 +13,8 @@
  * The receive's user_data is the conn's token (slot | generation << 32), so a completion that
  * arrives after the conn was finished (its slot released, maybe reused) finds no conn and only
  * gives its buffer back. -ENOBUFS (every buffer taken in this iteration) re-arms at once: the
- * buffers go back before the next wait submits it.
+ * buffers go back before the next wait submits it. -EAGAIN and -EINTR re-arm too, as the epoll
+ * backend's recv() loop retries them: only other errors close the conn.
  *
  * Stopping reading (back-pressure, mio_conn_set_reading(c, false), close) cancels the receive.
  * Bytes that complete between the request and the cancel are held in the conn's input buffer
@@ -24,6 +25,7 @@
 #include <errno.h>
 #include <string.h>
 #include "internal/conn_int.h"
+#include "internal/conn_ring_result.h"
 #include "internal/uring.h"
 
 #define KICK (UINT64_C(1) << 62) /* above every token (generations are 24 bits) */
@@ -155,6 +157,21 @@ unsigned mio__conn_ring_submit(mio_reactor *r, void *ctx)
     return mio__conn_stage_submit(ctx);
 }
 
+/* A receive result that only means "receive again", as a recv() of the epoll backend retries
+ * -EINTR and takes -EAGAIN for "nothing yet": -ENOBUFS (every provided buffer was taken), the
+ * cancel the conn asked for, and the same transient errors a socket call gives. */
+static bool recv_retry(int res)
+{
+    return res == -ENOBUFS || res == -ECANCELED || res == -EAGAIN || res == -EINTR;
+}
+
+/* The receive found the socket drained (it came back short, or said there was nothing): the
+ * next one waits for data instead of trying at once. */
+static bool recv_drained(int res)
+{
+    return (res >= 0 && res < (int)MIO__URING_BUF_SIZE) || res == -EAGAIN;
+}
+
 /* A send's completion (urgent: the reap's first pass) or a receive's. */
 void mio__conn_ring_complete(mio_reactor *r, void *ctx, uint64_t ud, int res, unsigned flags,
                              unsigned bid)
@@ -177,19 +194,20 @@ void mio__conn_ring_complete(mio_reactor *r, void *ctx, uint64_t ud, int res, un
             mio__uring_buf_put(ring, bid); /* the conn is gone: only the buffer is left */
         return;
     }
+    res = mio__conn_ring_result(MIO__RING_RECV, mio__conn_fd(c), res);
     if (!(flags & MIO__CQE_MORE))
         c->flags &= (uint16_t)~(MIO__CF_RECV | MIO__CF_RECV_CANCEL);
     if (flags & MIO__CQE_BUFFER) {
         if (res > 0)
             conn_data(c, mio__uring_buf(ring, bid), (size_t)res);
-        mio__uring_buf_put(ring, bid);
+        mio__uring_buf_put(ring, bid); /* whatever the result says */
     } else if (res == 0 && conn_reading(c)) {
         conn_eof(c);
-    } else if (res < 0 && res != -ENOBUFS && res != -ECANCELED && conn_reading(c)) {
-        mio__conn_teardown(c, res);
     }
-    /* The receive ended: armed again if the conn still reads (after -ENOBUFS too). */
+    if (res < 0 && !recv_retry(res) && conn_reading(c))
+        mio__conn_teardown(c, res);
+    /* The receive ended: armed again if the conn still reads (after a retry result too). */
     if (!(flags & MIO__CQE_MORE) && !(c->flags & MIO__CF_DEAD) &&
-        conn_ring_sync(c, conn_reading(c), res >= 0 && res < (int)MIO__URING_BUF_SIZE) < 0)
+        conn_ring_sync(c, conn_reading(c), recv_drained(res)) < 0)
         mio__conn_teardown(c, -EBUSY); /* the ring's queue stayed full */
 }

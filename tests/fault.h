@@ -10,6 +10,8 @@
  * mmap/munmap and, built with liburing, the io_uring backend's calls keep the same kind of count
  * for mappings, rings and registered buffer rings. The liburing wrappers fail by returning -err
  * (liburing's convention); their `fd` is the ring's fd (-1 for io_uring_queue_init_params).
+ * A conn's receive and send on the ring (FAULT_RING_*) end in a completion, not a call: their
+ * results are injected through the conn layer's seam, see the wrappers; their `fd` is the conn's.
  * The test's own calls to read/recv/... go through the wrappers too; arm with an fd filter when
  * that matters. Include this header in exactly one file per binary. Thread-safe (atomics). */
 #ifndef MIO_TESTS_FAULT_H
@@ -26,10 +28,12 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "internal/conn_ring_result.h"
 #include "internal/mem.h"
 
 #ifdef HAVE_LIBURING
 #include <liburing.h>
+#include "internal/uring.h"
 #endif
 
 enum fault_site {
@@ -53,6 +57,9 @@ enum fault_site {
     FAULT_URING_PEEK,     /* io_uring_submit_and_get_events (a wait with timeout 0) */
     FAULT_URING_WAKE,     /* mio__uring_wake: the message is sent to no ring (fd -1), so the
                              kernel fails it with -EBADF; `fd` filters on the target ring's fd */
+    FAULT_RING_RECV_RES,   /* a conn's receive on the ring: its completion reports -err */
+    FAULT_RING_SEND_RES,   /* a conn's send on the ring: its completion reports -err */
+    FAULT_RING_SEND_SHORT, /* a conn's send on the ring: the kernel is given half its bytes */
     FAULT_NSITES
 };
 
@@ -133,9 +140,33 @@ static inline long fault_uring_waits_returned(void)
 static int fault_fd_base;
 static long fault_live_base, fault_maps_base, fault_rings_base, fault_buf_rings_base;
 
+/* Results due for the completions of a conn's faulted operations on the ring (the wrappers of
+ * mio__uring_recv and mio__uring_send below). */
+#define FAULT_RING_FDS 4096
+static atomic_int fault_ring_due[2][FAULT_RING_FDS]; /* [op][fd]: its next result (0: none) */
+
+static inline bool fault_ring_fd(int fd)
+{
+    return fd >= 0 && fd < FAULT_RING_FDS;
+}
+
+/* True while the completion of a faulted operation of fd has not reached the conn yet. */
+static inline bool fault_ring_due_for(enum mio__ring_op op, int fd)
+{
+    return fault_ring_fd(fd) && atomic_load(&fault_ring_due[op][fd]) != 0;
+}
+
+static inline void fault_ring_clear(void)
+{
+    for (int op = 0; op < 2; op++)
+        for (int fd = 0; fd < FAULT_RING_FDS; fd++)
+            atomic_store(&fault_ring_due[op][fd], 0);
+}
+
 static inline void fault_begin(void)
 {
     fault_disarm_all();
+    fault_ring_clear();
     fault_fd_base = mio_test_fd_count();
     fault_live_base = fault_live();
     fault_maps_base = atomic_load(&fault_live_maps);
@@ -426,6 +457,58 @@ int __wrap_io_uring_submit_and_wait_timeout(struct io_uring *ring, struct io_uri
     rc = __real_io_uring_submit_and_wait_timeout(ring, cqe, wait_nr, ts, sigmask);
     atomic_fetch_add(&fault_uring_wait_returns, 1);
     return rc;
+}
+
+/* A conn's receive and send on the ring. Their result arrives in a completion, and replacing it
+ * there would misstate what the kernel did (a receive's bytes already sit in its buffer, a send's
+ * are on the wire). So the fault is decided when the conn prepares the operation, and the kernel
+ * is made to do nothing: the receive is prepared as a no-op with its user_data, the send with no
+ * bytes; the completion then reports -err through the conn layer's seam
+ * (mio__conn_ring_result, wrapped), as if the kernel had failed the operation. A short send is a
+ * real one: the kernel is given half the bytes. `fd` is the conn's (fds from FAULT_RING_FDS on
+ * are never faulted). */
+int __real_mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first);
+int __wrap_mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first);
+int __wrap_mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first)
+{
+    int err, rc;
+
+    if (!fault_ring_fd(fd) || !fault_hit(FAULT_RING_RECV_RES, fd))
+        return __real_mio__uring_recv(u, fd, ud, poll_first);
+    err = errno;
+    rc = mio__uring_nop(u, ud);
+    if (rc == 0)
+        atomic_store(&fault_ring_due[MIO__RING_RECV][fd], -err);
+    return rc;
+}
+
+int __real_mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud);
+int __wrap_mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud);
+int __wrap_mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud)
+{
+    int err, rc;
+
+    if (!fault_ring_fd(fd))
+        return __real_mio__uring_send(u, fd, buf, len, ud);
+    if (fault_hit(FAULT_RING_SEND_RES, fd)) {
+        err = errno;
+        rc = __real_mio__uring_send(u, fd, buf, 0, ud);
+        if (rc == 0)
+            atomic_store(&fault_ring_due[MIO__RING_SEND][fd], -err);
+        return rc;
+    }
+    if (len > 1 && fault_hit(FAULT_RING_SEND_SHORT, fd))
+        len /= 2;
+    return __real_mio__uring_send(u, fd, buf, len, ud);
+}
+
+int __real_mio__conn_ring_result(enum mio__ring_op op, int fd, int res);
+int __wrap_mio__conn_ring_result(enum mio__ring_op op, int fd, int res);
+int __wrap_mio__conn_ring_result(enum mio__ring_op op, int fd, int res)
+{
+    int due = fault_ring_fd(fd) ? atomic_exchange(&fault_ring_due[op][fd], 0) : 0;
+
+    return due != 0 ? due : __real_mio__conn_ring_result(op, fd, res);
 }
 
 int __real_io_uring_submit_and_get_events(struct io_uring *ring);

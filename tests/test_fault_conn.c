@@ -3,9 +3,11 @@
  * connection keeps echoing every byte; EINTR is retried, EAGAIN queues and flushes later;
  * epoll_ctl failure on the WRITABLE change and allocation failure at every site (conn, write-queue
  * chunk, slab, idle timer) close cleanly. Reactor driven by this thread; peers are blocking
- * loopback TCP sockets. Run on io_uring too (tests/uring/): there the tests that inject into recv
- * or into the sends of writes made in callbacks skip (calls the ring need not make); writes made
- * outside callbacks are failed on both backends. */
+ * loopback TCP sockets. Run on io_uring too (tests/uring/): there a conn receives on the ring, so
+ * the recv tests fail its receives' results instead (FAULT_RING_RECV_RES), and the send tests
+ * also run with the echo sent at the settle point, as a send on the ring (FAULT_RING_SEND_RES,
+ * FAULT_RING_SEND_SHORT); explicit flushes and writes made outside callbacks use send() and
+ * sendmsg() and are failed the same way on both backends. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,6 +35,8 @@ struct econn {
     int reason;       /* on_close reason */
     int write_err;    /* first failing mio_conn_write / mio_conn_flush result */
     size_t echoed;    /* bytes handed back to mio_conn_write successfully */
+    bool staged;      /* echo without mio_conn_flush: the bytes go at the settle point (on the
+                         io_uring backend as a send on the ring) */
 };
 
 static void e_on_read(mio_conn *c, const void *data, size_t len, void *arg)
@@ -47,7 +51,7 @@ static void e_on_read(mio_conn *c, const void *data, size_t len, void *arg)
     /* Written inside on_read, the bytes would wait for the settle point; the explicit flush sends
      * them now, so that a failing send surfaces in this call (the send/sendmsg faults below). */
     rc = mio_conn_write(c, data, len);
-    if (rc == 0)
+    if (rc == 0 && !e->staged)
         rc = mio_conn_flush(c);
     if (rc < 0 && e->write_err == 0)
         e->write_err = rc;
@@ -165,6 +169,39 @@ static void echo_roundtrip(struct econn *e, size_t len, unsigned seed)
     free(in);
 }
 
+/* Reads the echo of n bytes (running the reactor in between) and compares it with want. */
+static void echo_expect(struct econn *e, const char *want, size_t n)
+{
+    char b[64];
+    size_t got = 0;
+    unsigned long long until = mio_test_now_ms() + 20000;
+
+    assert_true(n <= sizeof b);
+    while (got < n && mio_test_now_ms() < until) {
+        ssize_t k;
+
+        assert_true(mio_reactor_run_once(r, 5) >= 0);
+        k = recv(e->cli, b + got, n - got, MSG_DONTWAIT);
+        if (k > 0)
+            got += (size_t)k;
+    }
+    assert_int_equal(got, n);
+    assert_memory_equal(b, want, n);
+}
+
+/* Runs the reactor until site s has injected `hits` faults. */
+static void run_until_hits(enum fault_site s, long hits)
+{
+    for (int i = 0; i < 2000 && fault_hits(s) < hits; i++)
+        assert_true(mio_reactor_run_once(r, 5) >= 0);
+    assert_int_equal(fault_hits(s), hits);
+}
+
+static bool on_ring(void)
+{
+    return mio_reactor_backend(r) == MIO_BACKEND_IO_URING;
+}
+
 /* The peer of a conn closed by the server sees EOF or a reset, never a hang. (A blocking call
  * of this thread may fail with EINTR on the io_uring backend: the kernel's teardown of a ring
  * interrupts the threads that entered it, see internal/uring.h.) */
@@ -181,13 +218,42 @@ static void assert_peer_closed(int cli)
 
 /* ---- recv errors: that conn closes with the errno, the other one is untouched ---- */
 
+/* On the io_uring backend a conn receives on the ring: the fault is the result of its next
+ * receive (armed once "ping" is taken). -ENOBUFS is not among them: there it means the provided
+ * buffers ran out, and the receive is tried again (recv_transient_ring). */
+static void recv_errors_ring(void)
+{
+    static const int errs[] = {ECONNRESET, ENOMEM, ENOTCONN, ETIMEDOUT, EPIPE};
+    struct econn a, b;
+
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        econn_open(&a);
+        econn_open(&b);
+        echo_roundtrip(&a, 1000, 1);
+        fault_arm(FAULT_RING_RECV_RES, 0, 1, errs[i], a.srv);
+        assert_int_equal(send(a.cli, "ping", 4, MSG_NOSIGNAL), 4);
+        run_until_closed(&a);
+        assert_int_equal(fault_hits(FAULT_RING_RECV_RES), 1);
+        assert_false(fault_ring_due_for(MIO__RING_RECV, a.srv)); /* the conn saw the result */
+        assert_int_equal(a.reason, -errs[i]);
+        assert_peer_closed(a.cli);
+        echo_roundtrip(&b, 200000, 2);
+        fault_disarm_all();
+        econn_done(&a);
+        econn_done(&b);
+    }
+}
+
 static void test_recv_errors(void **state)
 {
     static const int errs[] = {ECONNRESET, ENOMEM, ENOTCONN, ETIMEDOUT, ENOBUFS};
     struct econn a, b;
 
     (void)state;
-    fault_skip_on_ring("conns receive on the ring, without recv()");
+    if (on_ring()) {
+        recv_errors_ring();
+        return;
+    }
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
         econn_open(&a);
         econn_open(&b);
@@ -204,6 +270,29 @@ static void test_recv_errors(void **state)
     }
 }
 
+/* On the ring, -EINTR, -EAGAIN and -ENOBUFS as a receive's result arm the receive again: the
+ * conn stays, and bytes that wait in the socket meanwhile ("efgh", sent once the first faulted
+ * receive is prepared) arrive after the ones before, with no further bytes to wake it. */
+static void recv_transient_ring(void)
+{
+    static const int errs[] = {EINTR, EAGAIN, ENOBUFS};
+    struct econn a;
+
+    econn_open(&a);
+    echo_roundtrip(&a, 5000, 3);
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        fault_arm(FAULT_RING_RECV_RES, 0, 2, errs[i], a.srv);
+        assert_int_equal(send(a.cli, "abcd", 4, MSG_NOSIGNAL), 4);
+        run_until_hits(FAULT_RING_RECV_RES, 1);
+        assert_int_equal(send(a.cli, "efgh", 4, MSG_NOSIGNAL), 4);
+        echo_expect(&a, "abcdefgh", 8);
+        assert_int_equal(fault_hits(FAULT_RING_RECV_RES), 2);
+        assert_false(fault_ring_due_for(MIO__RING_RECV, a.srv));
+        assert_int_equal(a.closes, 0);
+    }
+    econn_done(&a);
+}
+
 /* EINTR is retried; a spurious EAGAIN loses nothing: the next edge delivers everything. */
 static void test_recv_transient(void **state)
 {
@@ -213,7 +302,10 @@ static void test_recv_transient(void **state)
     unsigned long long until;
 
     (void)state;
-    fault_skip_on_ring("conns receive on the ring, without recv()");
+    if (on_ring()) {
+        recv_transient_ring();
+        return;
+    }
     econn_open(&a);
     fault_arm(FAULT_RECV, 0, 3, EINTR, a.srv);
     echo_roundtrip(&a, 5000, 3);
@@ -243,13 +335,42 @@ static void test_recv_transient(void **state)
 
 /* ---- send errors: mio_conn_write returns the errno, on_close reports it once ---- */
 
+/* On the ring, the echo written in on_read without a flush goes as a send on the ring: its
+ * completion's errno closes the conn, and on_close reports it (mio_conn_write had staged the
+ * bytes and returned 0, as on epoll for a write sent at the settle point). */
+static void send_errors_ring(void)
+{
+    static const int errs[] = {EPIPE, ECONNRESET, ENOBUFS, ENOMEM, ETIMEDOUT};
+    struct econn a, b;
+
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        econn_open(&a);
+        a.staged = true;
+        econn_open(&b);
+        b.staged = true;
+        fault_arm(FAULT_RING_SEND_RES, 0, 1, errs[i], a.srv);
+        assert_int_equal(send(a.cli, "ping", 4, MSG_NOSIGNAL), 4);
+        run_until_closed(&a);
+        assert_int_equal(fault_hits(FAULT_RING_SEND_RES), 1);
+        assert_false(fault_ring_due_for(MIO__RING_SEND, a.srv));
+        assert_int_equal(a.write_err, 0);
+        assert_int_equal(a.reason, -errs[i]);
+        assert_peer_closed(a.cli);
+        echo_roundtrip(&b, 200000, 4);
+        fault_disarm_all();
+        econn_done(&a);
+        econn_done(&b);
+    }
+}
+
+/* An explicit mio_conn_flush sends with send() on either backend; on the ring the settle point's
+ * sends are failed too (send_errors_ring). */
 static void test_send_errors(void **state)
 {
     static const int errs[] = {EPIPE, ECONNRESET, ENOBUFS, ENOMEM, ETIMEDOUT};
     struct econn a, b;
 
     (void)state;
-    fault_skip_on_ring("a write made in a callback need not go through send() on the ring");
     for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
         econn_open(&a);
         econn_open(&b);
@@ -264,6 +385,38 @@ static void test_send_errors(void **state)
         econn_done(&a);
         econn_done(&b);
     }
+    if (on_ring())
+        send_errors_ring();
+}
+
+/* On the ring, -EINTR and -EAGAIN as a send's result (the kernel took nothing) queue the bytes
+ * and WRITABLE flushes them; a short send (the kernel took half) queues the rest; the echo
+ * arrives whole and in order, and nothing fails. */
+static void send_transient_ring(void)
+{
+    static const int errs[] = {EINTR, EAGAIN};
+    struct econn a;
+
+    econn_open(&a);
+    a.staged = true;
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        fault_arm(FAULT_RING_SEND_RES, 0, 1, errs[i], a.srv);
+        assert_int_equal(send(a.cli, "abcd", 4, MSG_NOSIGNAL), 4);
+        echo_expect(&a, "abcd", 4);
+        assert_int_equal(fault_hits(FAULT_RING_SEND_RES), 1);
+        assert_false(fault_ring_due_for(MIO__RING_SEND, a.srv));
+        echo_roundtrip(&a, 30000, 11);
+    }
+    fault_arm(FAULT_RING_SEND_SHORT, 0, 1, 0, a.srv);
+    assert_int_equal(send(a.cli, "abcdefgh", 8, MSG_NOSIGNAL), 8);
+    echo_expect(&a, "abcdefgh", 8);
+    assert_int_equal(fault_hits(FAULT_RING_SEND_SHORT), 1);
+    fault_arm(FAULT_RING_SEND_SHORT, 0, -1, 0, a.srv); /* every send on the ring */
+    echo_roundtrip(&a, 300000, 12);
+    assert_true(fault_hits(FAULT_RING_SEND_SHORT) >= 1);
+    assert_int_equal(a.write_err, 0);
+    assert_int_equal(a.closes, 0);
+    econn_done(&a);
 }
 
 /* EINTR is retried; EAGAIN queues the bytes and WRITABLE flushes them, in order. Only the direct
@@ -275,7 +428,6 @@ static void test_send_transient(void **state)
     struct econn a;
 
     (void)state;
-    fault_skip_on_ring("a write made in a callback need not go through send() on the ring");
     econn_open(&a);
     fault_arm(FAULT_SEND, 0, 2, EINTR, a.srv);
     echo_roundtrip(&a, 3000, 5);
@@ -286,6 +438,35 @@ static void test_send_transient(void **state)
     assert_int_equal(a.write_err, 0);
     assert_int_equal(a.closes, 0);
     econn_done(&a);
+    if (on_ring())
+        send_transient_ring();
+}
+
+/* On the ring: the send on the ring says -EAGAIN (bytes queued, WRITABLE requested), the flush
+ * (sendmsg) then fails. */
+static void flush_error_ring(void)
+{
+    struct econn a, b;
+
+    econn_open(&a);
+    a.staged = true;
+    econn_open(&b);
+    fault_arm(FAULT_RING_SEND_RES, 0, 1, EAGAIN, a.srv);
+    assert_int_equal(send(a.cli, "ping", 4, MSG_NOSIGNAL), 4);
+    run_until_hits(FAULT_RING_SEND_RES, 1);
+    for (int i = 0; i < 200 && fault_ring_due_for(MIO__RING_SEND, a.srv); i++)
+        assert_true(mio_reactor_run_once(r, 5) >= 0);
+    assert_false(fault_ring_due_for(MIO__RING_SEND, a.srv));
+    assert_int_equal(mio_conn_pending(a.c), 4); /* queued, not flushed yet */
+    fault_arm(FAULT_SENDMSG, 0, -1, EPIPE, a.srv);
+    run_until_closed(&a);
+    assert_int_equal(a.reason, -EPIPE);
+    assert_int_equal(a.write_err, 0);
+    assert_peer_closed(a.cli);
+    echo_roundtrip(&b, 100000, 7);
+    fault_disarm_all();
+    econn_done(&a);
+    econn_done(&b);
 }
 
 /* A queued conn whose flush fails: closes with that errno, nothing else is affected. */
@@ -294,7 +475,6 @@ static void test_flush_error(void **state)
     struct econn a, b;
 
     (void)state;
-    fault_skip_on_ring("a write made in a callback need not go through send() on the ring");
     econn_open(&a);
     econn_open(&b);
     /* first send (send()) says "full" (bytes queued, WRITABLE requested), the flush (sendmsg)
@@ -312,6 +492,32 @@ static void test_flush_error(void **state)
     fault_disarm_all();
     econn_done(&a);
     econn_done(&b);
+    if (on_ring())
+        flush_error_ring();
+}
+
+/* On the ring: the send on the ring says -EAGAIN and the conn's WRITABLE change fails; the write
+ * was staged, so only on_close reports it. */
+static void modify_error_ring(void)
+{
+    struct econn a, b;
+
+    econn_open(&a);
+    a.staged = true;
+    econn_open(&b);
+    fault_arm(FAULT_RING_SEND_RES, 0, 1, EAGAIN, a.srv);
+    fault_arm(FAULT_EPOLL_CTL, 0, 1, ENOMEM, a.srv);
+    assert_int_equal(send(a.cli, "ping", 4, MSG_NOSIGNAL), 4);
+    run_until_closed(&a);
+    assert_int_equal(fault_hits(FAULT_RING_SEND_RES), 1);
+    assert_int_equal(fault_hits(FAULT_EPOLL_CTL), 1);
+    assert_int_equal(a.reason, -ENOMEM);
+    assert_int_equal(a.write_err, 0);
+    assert_peer_closed(a.cli);
+    echo_roundtrip(&b, 100000, 8);
+    fault_disarm_all();
+    econn_done(&a);
+    econn_done(&b);
 }
 
 /* epoll_ctl fails when the conn asks for WRITABLE: it closes with that errno. */
@@ -320,7 +526,6 @@ static void test_modify_error(void **state)
     struct econn a, b;
 
     (void)state;
-    fault_skip_on_ring("a write made in a callback need not go through send() on the ring");
     econn_open(&a);
     econn_open(&b);
     fault_arm(FAULT_SEND, 0, 1, EAGAIN, a.srv);
@@ -334,6 +539,8 @@ static void test_modify_error(void **state)
     fault_disarm_all();
     econn_done(&a);
     econn_done(&b);
+    if (on_ring())
+        modify_error_ring();
 }
 
 /* ---- writes made outside callbacks: sent at once, with send(), on either backend ---- */
