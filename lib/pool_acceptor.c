@@ -322,8 +322,10 @@ static void acceptor_wake_fallback(struct acceptor *a, unsigned i)
 {
     struct mio__pool_worker *w = &a->pool->workers[i];
 
-    mio__reactor_kick(w->r);
+    /* Uncounted before the kick, which counts the eventfd write: a reader that sees the write
+     * counted sees this wake out of wakes_ring. */
     mio__pr_sub_64(&w->st.wakes_ring, 1);
+    mio__reactor_kick(w->r);
 }
 
 static void acceptor_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsigned bid)

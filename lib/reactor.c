@@ -457,8 +457,9 @@ bool mio__reactor_wake_claim(mio_reactor *r)
 
 void mio__reactor_kick(mio_reactor *r)
 {
-    (void)mio_waker_wake(r->waker);
+    /* Counted first: whoever sees the wake's effect (the reactor ran) also sees it counted. */
     mio__pr_add_64(&r->wakes_performed, 1);
+    (void)mio_waker_wake(r->waker);
 }
 
 bool mio__reactor_wake(mio_reactor *r)
