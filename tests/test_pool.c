@@ -162,6 +162,8 @@ struct client {
     int fd;
     size_t off, sent, recvd, total;
     bool done, failed;
+    const char *why; /* what failed it, for the message */
+    int err;
 };
 
 /* Runs n echo clients of `bytes` each to addr. Returns the number that got every byte back. */
@@ -206,7 +208,7 @@ static int run_echo_clients(const mio_addr *addr, int n, size_t bytes, unsigned 
                 if (w == -EAGAIN)
                     break;
                 if (w < 0) {
-                    c->failed = true;
+                    c->failed = true, c->why = "send", c->err = (int)w;
                     break;
                 }
                 c->sent += (size_t)w;
@@ -217,17 +219,17 @@ static int run_echo_clients(const mio_addr *addr, int n, size_t bytes, unsigned 
                 if (r == -EAGAIN)
                     break;
                 if (r <= 0) {
-                    c->failed = true;
+                    c->failed = true, c->why = r == 0 ? "EOF" : "recv", c->err = (int)r;
                     break;
                 }
                 for (ssize_t j = 0; j < r; j++)
                     if (buf[j] != table[(c->off + c->recvd + (size_t)j) % TABLE_LEN]) {
-                        c->failed = true;
+                        c->failed = true, c->why = "wrong byte";
                         break;
                     }
                 c->recvd += (size_t)r;
                 if (c->recvd > c->total)
-                    c->failed = true;
+                    c->failed = true, c->why = "extra bytes";
             }
             if (c->failed || c->recvd == c->total) {
                 if (!c->failed)
@@ -239,9 +241,16 @@ static int run_echo_clients(const mio_addr *addr, int n, size_t bytes, unsigned 
             }
         }
     }
-    for (int i = 0; i < n; i++)
-        if (!cl[i].done)
+    for (int i = 0; i < n; i++) {
+        if (!cl[i].done) {
+            cl[i].why = "timed out";
             close(cl[i].fd);
+        }
+        if (cl[i].why != NULL)
+            print_message("echo client %d of %d failed: %s (%s), sent %zu, received %zu of %zu\n",
+                          i, n, cl[i].why, mio_strerror(cl[i].err), cl[i].sent, cl[i].recvd,
+                          cl[i].total);
+    }
     mio_events_free(events);
     mio_poll_free(poll);
     free(buf);
