@@ -95,10 +95,12 @@ for sig in TERM INT; do
     "$http" --listen 127.0.0.1:0 --workers 2 > "$tmp/stop-$sig.out" 2> "$tmp/stop-$sig.err" &
     spid=$!; pids="$pids $spid"
     addr=$(bound_addr "$tmp/stop-$sig.out") || fail "stop: no address printed"
-    "$client" "$addr" hold > "$tmp/hold.out" 2>&1 &
+    # a file per signal: the shell may truncate it only after the grep below has run, and the
+    # last round's "held" must not be taken for this round's
+    "$client" "$addr" hold > "$tmp/hold-$sig.out" 2>&1 &
     cpid=$!; pids="$pids $cpid"
     i=0
-    until grep -q held "$tmp/hold.out"; do
+    until grep -q held "$tmp/hold-$sig.out"; do
         i=$((i + 1)); [ $i -lt 100 ] || fail "hold client got no answer"; sleep 0.05
     done
     stop_server "$spid" "$sig" "$tmp/stop-$sig.out"
