@@ -443,6 +443,21 @@ static void pool_join_acceptor(mio_pool *pool)
     }
 }
 
+/* A worker whose loop failed for good (pool_worker.c): its thread runs no task any more. */
+static bool worker_out_of_service(struct mio__pool_worker *w)
+{
+    return mio__pr_load_uint(&w->out_of_service) != 0;
+}
+
+/* Under pool->mu: every worker closed its listeners, or left service (and closed them then). */
+static bool pool_drained(mio_pool *pool)
+{
+    for (unsigned i = 0; i < pool->nworkers; i++)
+        if (!pool->workers[i].drain_done && !worker_out_of_service(&pool->workers[i]))
+            return false;
+    return true;
+}
+
 static void pool_shutdown(mio_pool *pool)
 {
     pool_join_acceptor(pool);
@@ -452,7 +467,8 @@ static void pool_shutdown(mio_pool *pool)
         pool_close_listeners(pool);
     for (unsigned i = 0; i < pool->nworkers; i++)
         if (pool->workers[i].joinable)
-            while (mio__pool_worker_post_stop(&pool->workers[i]) == -EAGAIN)
+            while (!worker_out_of_service(&pool->workers[i]) &&
+                   mio__pool_worker_post_stop(&pool->workers[i]) == -EAGAIN)
                 sched_yield();
     for (unsigned i = 0; i < pool->nworkers; i++) {
         struct mio__pool_worker *w = &pool->workers[i];
@@ -583,13 +599,15 @@ static void pool_stop_accepting(mio_pool *pool)
         return;
     }
     pthread_mutex_lock(&pool->mu);
-    pool->drain_acks = 0;
+    for (unsigned i = 0; i < pool->nworkers; i++)
+        pool->workers[i].drain_done = false;
     pthread_mutex_unlock(&pool->mu);
     for (unsigned i = 0; i < pool->nworkers; i++)
-        while (mio__pool_worker_post_drain(&pool->workers[i]) == -EAGAIN)
+        while (!worker_out_of_service(&pool->workers[i]) &&
+               mio__pool_worker_post_drain(&pool->workers[i]) == -EAGAIN)
             sched_yield();
     pthread_mutex_lock(&pool->mu);
-    while (pool->drain_acks < pool->nworkers)
+    while (!pool_drained(pool))
         pthread_cond_wait(&pool->cv, &pool->mu);
     pthread_mutex_unlock(&pool->mu);
 }
@@ -685,6 +703,7 @@ int mio_pool_stats(const mio_pool *pool, unsigned worker, mio_worker_stats *out)
     out->accept_errors = LOAD(accept_errors);
     out->accept_calls = LOAD(accept_calls);
     out->listener_paused = LOAD(listener_paused);
+    out->loop_error = (int64_t)LOAD(loop_error);
 #undef LOAD
     out->active = mio__conn_count(w->r);
     out->ring_len = mio__pool_ring_len(w);

@@ -104,18 +104,28 @@ static void acceptor_set_state(struct acceptor *a, enum mio__acceptor_state st)
     (void)acceptor_register(a, st == MIO__ACC_RUNNING);
 }
 
-static bool any_ring_has_room(const mio_pool *pool)
+/* The worker's loop runs and its ring has room. out_of_service is a relaxed hint (set once its
+ * loop failed for good, pool_worker.c): an fd handed off while it is being set is closed at the
+ * pool's stop, as everything left in a ring is. */
+static bool worker_has_room(struct mio__pool_worker *w)
+{
+    return mio__pr_load_uint(&w->out_of_service) == 0 && mio__pool_ring_has_room(w);
+}
+
+static bool any_ring_has_room(mio_pool *pool)
 {
     for (unsigned i = 0; i < pool->nworkers; i++)
-        if (mio__pool_ring_has_room(&pool->workers[i]))
+        if (worker_has_room(&pool->workers[i]))
             return true;
     return false;
 }
 
-/* The worker's ring has room for a hand-off; a full ring is counted (ring_full) as a worker the
- * pick had to pass over. */
+/* The worker can take a hand-off; a full ring is counted (ring_full) as a worker the pick had
+ * to pass over. */
 static bool worker_can_take(struct mio__pool_worker *w)
 {
+    if (mio__pr_load_uint(&w->out_of_service) != 0)
+        return false;
     if (mio__pool_ring_has_room(w))
         return true;
     mio__count(&w->st.ring_full, 1);
@@ -155,7 +165,7 @@ static unsigned acceptor_pick_awake(struct acceptor *a)
         unsigned i = (start + k) % n;
         struct mio__pool_worker *w = &pool->workers[i];
 
-        if (!mio__pool_ring_has_room(w))
+        if (!worker_has_room(w))
             continue;
         if (first == NO_WORKER)
             first = i;

@@ -230,9 +230,52 @@ static void worker_drain_task(mio_reactor *r, void *arg)
     worker_close_listeners(w);
     /* The mutex publishes the closed slots to the owner, which waits for every ack. */
     pthread_mutex_lock(&pool->mu);
-    pool->drain_acks++;
+    w->drain_done = true;
     pthread_cond_broadcast(&pool->cv);
     pthread_mutex_unlock(&pool->mu);
+}
+
+/* Failures of the loop's wait that may pass (memory, a busy ring): retried after a pause. */
+static bool loop_error_transient(int err)
+{
+    return err == -ENOMEM || err == -ENOBUFS || err == -EAGAIN || err == -EBUSY;
+}
+
+/* Runs the worker's loop until it is stopped (0) or its wait fails for good (-errno). A
+ * transient failure is retried after a pause that doubles from 1 ms up to 100 ms. */
+static int worker_run(struct mio__pool_worker *w)
+{
+    unsigned pause_ms = 1;
+
+    for (;;) {
+        int err = mio_reactor_run(w->r);
+
+        if (err == 0 || !loop_error_transient(err))
+            return err;
+        (void)usleep(pause_ms * 1000u);
+        pause_ms = pause_ms >= 50 ? 100 : pause_ms * 2;
+    }
+}
+
+/* The loop failed for good: the worker leaves service, and says so in its stats (loop_error).
+ * The acceptor passes it over from now on; what it handed off before it saw that is closed here
+ * or at the pool's stop, so those clients see their connection closed rather than wait. In
+ * reuseport mode its listening sockets close: the kernel then gives new connections to the
+ * other workers' sockets (those queued on these are reset). A drain in progress stops waiting
+ * for this worker. Its conns are closed by the caller, as after a stop. */
+static void worker_failed(struct mio__pool_worker *w, int err)
+{
+    mio_pool *pool = w->pool;
+
+    mio__pr_store_64(&w->st.loop_error, (uint64_t)(int64_t)err);
+    w->stopping = true;
+    worker_close_listeners(w);
+    mio__pool_spare_close(&w->spare_fd);
+    pthread_mutex_lock(&pool->mu);
+    mio__pr_store_uint(&w->out_of_service, 1);
+    pthread_cond_broadcast(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+    mio__pool_worker_close_ring(w);
 }
 
 int mio__pool_worker_post_drain(struct mio__pool_worker *w)
@@ -310,7 +353,7 @@ void *mio__pool_worker_main(void *arg)
 {
     struct mio__pool_worker *w = arg;
     struct worker_listen_ctx *ctxs = NULL;
-    int err;
+    int err, run_err;
 
     mio__pool_thread_enter(w->pool);
     mio__mem_thread_start();
@@ -323,7 +366,8 @@ void *mio__pool_worker_main(void *arg)
         w->pool->opts.on_worker_start(w->r, w->index, w->pool->opts.worker_arg);
     mio__pool_thread_running(w->pool, err);
     /* Even after a failed setup the loop runs, so the stop task posted by the owner finds it. */
-    (void)mio_reactor_run(w->r);
+    if ((run_err = worker_run(w)) < 0)
+        worker_failed(w, run_err);
     /* A conn opened by a task after the last sweep (or a loop that failed) must not outlive the
      * pool: close it here, still on this thread and before the owner's join returns. */
     (void)mio__conn_close_all(w->r, 0);

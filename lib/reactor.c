@@ -891,6 +891,11 @@ struct mio__uring *mio__reactor_uring(const mio_reactor *r)
     return r->uring;
 }
 
+int mio__reactor_poll_fd(const mio_reactor *r)
+{
+    return mio_poll_fd(r->poll);
+}
+
 int mio__reactor_ring_fd(const mio_reactor *r)
 {
     return r->uring != NULL ? mio__uring_fd(r->uring) : -1;

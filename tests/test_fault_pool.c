@@ -17,6 +17,7 @@
 
 #include "helpers.h"
 #include "fault.h"
+#include "internal/reactor_int.h"
 
 static atomic_int open_enomem; /* mio_conn_open failed with -ENOMEM in the accept callback */
 static atomic_int open_other;  /* ... with anything else */
@@ -249,6 +250,88 @@ static void test_alloc_every_site_reuseport(void **state)
     print_message("pool (reuseport): %ld allocation sites failed in turn\n", n);
 }
 
+/* ---- a worker whose wait fails ---- */
+
+static void noop_task(mio_reactor *r, void *arg)
+{
+    (void)r, (void)arg;
+}
+
+/* Fails worker w's blocking wait (epoll_wait, or the ring's wait on io_uring) `count` times with
+ * err, then makes the worker wait again (a task wakes it). */
+static void fail_waits(mio_reactor *w, int err, long count)
+{
+    if (mio_reactor_backend(w) == MIO_BACKEND_IO_URING) {
+        fault_arm(FAULT_URING_WAIT, 0, count, err, mio__reactor_ring_fd(w));
+    } else {
+        fault_arm(FAULT_EPOLL_WAIT, 0, count, err, mio__reactor_poll_fd(w));
+    }
+    assert_int_equal(mio_reactor_post(w, noop_task, NULL), 0);
+}
+
+static long wait_hits(void)
+{
+    return fault_hits(FAULT_EPOLL_WAIT) + fault_hits(FAULT_URING_WAIT);
+}
+
+static int64_t loop_error(mio_pool *p, unsigned i)
+{
+    mio_worker_stats st;
+
+    assert_int_equal(mio_pool_stats(p, i, &st), 0);
+    return st.loop_error;
+}
+
+/* Transient failures of a worker's wait (-ENOMEM) are retried: it stays in service. A lasting
+ * one (-EBADF) takes it out: loop_error says why, the acceptor passes it over (reuseport: its
+ * listening socket closes), every client is served by the other worker, and drain and stop do
+ * not wait for it. */
+static void worker_wait_fails(int mode)
+{
+    unsigned long long until;
+    mio_pool *p;
+    mio_addr a;
+    long hits;
+
+    start_pool(mode, &p, &a);
+    fail_waits(mio_pool_worker(p, 1), ENOMEM, 3);
+    until = mio_test_now_ms() + 10000;
+    while (wait_hits() < 3 && mio_test_now_ms() < until)
+        usleep(1000);
+    assert_int_equal(wait_hits(), 3);
+    fault_disarm_all();
+    for (unsigned i = 0; i < 20; i++)
+        assert_int_equal(client_echo(&a, 100, i), 0);
+    assert_int_equal(loop_error(p, 1), 0);
+
+    fail_waits(mio_pool_worker(p, 1), EBADF, 1); /* once is for good: not retried */
+    until = mio_test_now_ms() + 10000;
+    while (loop_error(p, 1) == 0 && mio_test_now_ms() < until)
+        usleep(1000);
+    assert_int_equal(loop_error(p, 1), -EBADF);
+    hits = wait_hits();
+    fault_disarm_all();
+    assert_int_equal(hits, 1);
+    assert_int_equal(loop_error(p, 0), 0);
+    for (unsigned i = 0; i < 40; i++)
+        assert_int_equal(client_echo(&a, 100, 100 + i), 0);
+    assert_int_equal(mio_pool_drain(p), 0);
+    assert_int_equal(mio_pool_stop(p, 1000), 0);
+    mio_pool_free(p);
+}
+
+static void test_worker_wait_fails_acceptor(void **state)
+{
+    (void)state;
+    worker_wait_fails(MIO_POOL_ACCEPTOR);
+}
+
+static void test_worker_wait_fails_reuseport(void **state)
+{
+    (void)state;
+    worker_wait_fails(MIO_POOL_REUSEPORT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,6 +339,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_accept_errors_reuseport, setup, fault_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_every_site_acceptor, setup, fault_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_every_site_reuseport, setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_worker_wait_fails_acceptor, setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_worker_wait_fails_reuseport, setup, fault_teardown),
     };
 
     mio_test_watchdog(280);

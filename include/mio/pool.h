@@ -92,7 +92,14 @@ typedef struct mio_worker_stats {
                                  worker's ring (io_uring backend), no eventfd written; a message
                                  the kernel refuses is taken back out, and that wake writes the
                                  eventfd instead */
-    uint64_t reserved[20];    /* zero; room for counters to come */
+    int64_t loop_error;       /* 0 while this worker's loop runs; else the -errno with which its
+                                 wait failed for good (transient failures, -ENOMEM, -ENOBUFS,
+                                 -EAGAIN, -EBUSY, are retried after a pause). Such a worker is
+                                 out of service: its conns are closed as by a stop with no time
+                                 to drain (on_close: 0, or -ECANCELED for output still queued),
+                                 the acceptor passes it over, a reuseport worker closes its
+                                 listening socket so the kernel sends its share to the others */
+    uint64_t reserved[19];    /* zero; room for counters to come */
 } mio_worker_stats;
 
 /* Creates a pool (no thread yet). Returns 0 and *out, -EINVAL (bad mode/balance), -ENOMEM. */

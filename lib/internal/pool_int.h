@@ -38,6 +38,8 @@ CK_RING_PROTOTYPE(mio__handoff, mio__handoff)
 struct mio__pool_counters {
     uint64_t accepted, handed_off, wakes_performed, wakes_elided, ring_full, emfile, accept_errors,
         accept_calls, listener_paused, wakes_ring;
+    uint64_t loop_error; /* (int64_t) -errno once the worker's loop failed for good; written
+                            once by the worker, before out_of_service */
 };
 
 static inline void mio__count(uint64_t *c, uint64_t n)
@@ -75,6 +77,10 @@ struct mio__pool_worker {
     ck_ring_t ring;
     struct mio__handoff *slots;
     struct mio__pool_counters st;
+    unsigned out_of_service; /* 1 once the worker's loop failed for good: stored under the pool's
+                                mu (a drain waits on it), loaded relaxed by the acceptor, which
+                                then hands nothing more to it */
+    bool drain_done;         /* reuseport drain: this worker closed its listeners (under mu) */
     /* worker thread only */
     bool stopping;
     uint64_t deadline;
@@ -109,7 +115,6 @@ struct mio_pool {
     int start_err;
     int drain_ms;
     unsigned draining;    /* owner stores 1 when drain or stop begins; anyone loads (relaxed) */
-    unsigned drain_acks;  /* reuseport drain: workers that closed their listeners (under mu) */
     cpu_set_t cpus;   /* CPUs the process may run on (pinning) */
 };
 
@@ -122,8 +127,8 @@ bool mio__pool_ring_has_room(struct mio__pool_worker *w);
 /* worker side (pool_worker.c) */
 void *mio__pool_worker_main(void *arg);
 int mio__pool_worker_post_stop(struct mio__pool_worker *w);
-/* Owner thread, reuseport mode: has worker w close its listeners and count itself in drain_acks
- * (under mu, cv broadcast). Returns 0 or -EAGAIN (task queue full: retry). */
+/* Owner thread, reuseport mode: has worker w close its listeners and set its drain_done (under
+ * mu, cv broadcast). Returns 0 or -EAGAIN (task queue full: retry). */
 int mio__pool_worker_post_drain(struct mio__pool_worker *w);
 /* The ring's consumer only (the worker, or the owner once the worker is joined): closes every fd
  * still queued. */

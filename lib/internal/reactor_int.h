@@ -67,6 +67,9 @@ void mio__reactor_kick(mio_reactor *r);
 /* Any thread: the fd of the reactor's ring (io_uring backend), for mio__uring_wake; -1 with
  * epoll. Fixed when the reactor is created. */
 int mio__reactor_ring_fd(const mio_reactor *r);
+/* Any thread: the reactor's epoll fd (both backends: the ring watches it). Fixed when the
+ * reactor is created; for the fault-injection tests, which fail one reactor's waits. */
+int mio__reactor_poll_fd(const mio_reactor *r);
 /* Any thread: the reactor is not asleep in epoll_wait without a wake pending, so work published
  * now reaches it without a wake (a snapshot: it may fall asleep right after, and then
  * mio__reactor_wake sees SLEEPING). */
