@@ -113,12 +113,14 @@ static void pool_main_stats(mio_pool *pool)
         if (mio_pool_stats(pool, i, &st) < 0)
             continue;
         printf("worker %u: accepted=%llu active=%llu handed_off=%llu wakes_performed=%llu "
-               "wakes_elided=%llu ring_full=%llu emfile=%llu accept_errors=%llu ring_len=%llu\n",
+               "wakes_elided=%llu ring_full=%llu emfile=%llu accept_errors=%llu ring_len=%llu "
+               "wakes_ring=%llu loop_error=%lld\n",
                i, (unsigned long long)st.accepted, (unsigned long long)st.active,
                (unsigned long long)st.handed_off, (unsigned long long)st.wakes_performed,
                (unsigned long long)st.wakes_elided, (unsigned long long)st.ring_full,
                (unsigned long long)st.emfile, (unsigned long long)st.accept_errors,
-               (unsigned long long)st.ring_len);
+               (unsigned long long)st.ring_len, (unsigned long long)st.wakes_ring,
+               (long long)st.loop_error);
     }
     fflush(stdout);
 }
