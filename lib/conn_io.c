@@ -422,7 +422,7 @@ void mio__conn_stage_sent(struct mio__conn_ctx *ctx, unsigned i, int res)
     struct mio__stage_rec *rec = &ctx->recs[i];
 
     if (rec->c != NULL) { /* else the conn was torn down meanwhile: its bytes do not matter */
-        res = mio__conn_ring_result(MIO__RING_SEND, mio__conn_fd(rec->c), res);
+        res = mio__conn_ring_result(MIO__RING_SEND, rec->c, res);
         (void)conn_record_sent(rec->c, rec, ctx->stage, res == -EINTR ? -EAGAIN : res);
     }
     if (--ctx->nsent == 0) {

@@ -194,7 +194,7 @@ void mio__conn_ring_complete(mio_reactor *r, void *ctx, uint64_t ud, int res, un
             mio__uring_buf_put(ring, bid); /* the conn is gone: only the buffer is left */
         return;
     }
-    res = mio__conn_ring_result(MIO__RING_RECV, mio__conn_fd(c), res);
+    res = mio__conn_ring_result(MIO__RING_RECV, c, res);
     if (!(flags & MIO__CQE_MORE))
         c->flags &= (uint16_t)~(MIO__CF_RECV | MIO__CF_RECV_CANCEL);
     if (flags & MIO__CQE_BUFFER) {

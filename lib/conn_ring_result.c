@@ -2,9 +2,9 @@
  * has a file of its own. */
 #include "internal/conn_ring_result.h"
 
-int mio__conn_ring_result(enum mio__ring_op op, int fd, int res)
+int mio__conn_ring_result(enum mio__ring_op op, const mio_conn *c, int res)
 {
     (void)op;
-    (void)fd;
+    (void)c;
     return res;
 }

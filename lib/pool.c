@@ -27,15 +27,6 @@ _Static_assert(sizeof(mio_worker_stats) == 256, "mio_worker_stats has a fixed si
 _Static_assert(sizeof(void *) != 8 || sizeof(mio_pool_opts) == 128,
                "mio_pool_opts has a fixed size (pool.h)");
 
-/* 0, or -EINVAL when the caller set an option this version does not know. */
-static int pool_opts_reserved_zero(const mio_pool_opts *o)
-{
-    for (size_t i = 0; i < sizeof o->reserved / sizeof o->reserved[0]; i++)
-        if (o->reserved[i] != 0)
-            return -EINVAL;
-    return 0;
-}
-
 #define POOL_RING_DEFAULT 1024u
 #define POOL_BACKLOG_DEFAULT 1024
 #define POOL_BATCH_DEFAULT 256u
@@ -126,7 +117,8 @@ int mio_pool_new(const mio_pool_opts *opts, mio_pool **out)
         return -EINVAL;
     if (opts != NULL)
         o = *opts;
-    if (pool_opts_reserved_zero(&o) < 0 || (o.mode != MIO_POOL_ACCEPTOR && o.mode != MIO_POOL_REUSEPORT) ||
+    if (!mio__reserved_zero(o.reserved, sizeof o.reserved / sizeof o.reserved[0]) ||
+        (o.mode != MIO_POOL_ACCEPTOR && o.mode != MIO_POOL_REUSEPORT) ||
         (o.balance != MIO_BALANCE_ROUND_ROBIN && o.balance != MIO_BALANCE_LEAST_LOADED &&
          o.balance != MIO_BALANCE_AWAKE_FIRST) ||
         o.backlog < 0 || o.workers > 4096 || o.backend < MIO_BACKEND_DEFAULT ||
@@ -443,17 +435,11 @@ static void pool_join_acceptor(mio_pool *pool)
     }
 }
 
-/* A worker whose loop failed for good (pool_worker.c): its thread runs no task any more. */
-static bool worker_out_of_service(struct mio__pool_worker *w)
-{
-    return mio__pr_load_uint(&w->out_of_service) != 0;
-}
-
 /* Under pool->mu: every worker closed its listeners, or left service (and closed them then). */
 static bool pool_drained(mio_pool *pool)
 {
     for (unsigned i = 0; i < pool->nworkers; i++)
-        if (!pool->workers[i].drain_done && !worker_out_of_service(&pool->workers[i]))
+        if (!pool->workers[i].drain_done && mio__pool_worker_in_service(&pool->workers[i]))
             return false;
     return true;
 }
@@ -467,7 +453,7 @@ static void pool_shutdown(mio_pool *pool)
         pool_close_listeners(pool);
     for (unsigned i = 0; i < pool->nworkers; i++)
         if (pool->workers[i].joinable)
-            while (!worker_out_of_service(&pool->workers[i]) &&
+            while (mio__pool_worker_in_service(&pool->workers[i]) &&
                    mio__pool_worker_post_stop(&pool->workers[i]) == -EAGAIN)
                 sched_yield();
     for (unsigned i = 0; i < pool->nworkers; i++) {
@@ -603,7 +589,7 @@ static void pool_stop_accepting(mio_pool *pool)
         pool->workers[i].drain_done = false;
     pthread_mutex_unlock(&pool->mu);
     for (unsigned i = 0; i < pool->nworkers; i++)
-        while (!worker_out_of_service(&pool->workers[i]) &&
+        while (mio__pool_worker_in_service(&pool->workers[i]) &&
                mio__pool_worker_post_drain(&pool->workers[i]) == -EAGAIN)
             sched_yield();
     pthread_mutex_lock(&pool->mu);

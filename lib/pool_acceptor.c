@@ -55,9 +55,9 @@
 struct acceptor {
     mio_pool *pool;
     mio_registry *reg;
-    bool *ready;     /* listener i may have connections we have not accepted yet */
-    bool *touched;   /* worker i received fds in this burst */
-    bool registered; /* listeners are in the poll (exactly when RUNNING) */
+    bool *ready;                    /* listener i may have connections we have not accepted yet */
+    bool *touched;                  /* worker i received fds in this burst */
+    bool registered;                /* listeners are in the poll (exactly when RUNNING) */
     enum mio__acceptor_state state; /* our copy of pool->acceptor_state */
     uint64_t resume_at;             /* PAUSED_EMFILE: its end, monotonic ms */
     /* io_uring backend (NULL ring: epoll_wait and eventfd wakes) */
@@ -104,12 +104,10 @@ static void acceptor_set_state(struct acceptor *a, enum mio__acceptor_state st)
     (void)acceptor_register(a, st == MIO__ACC_RUNNING);
 }
 
-/* The worker's loop runs and its ring has room. out_of_service is a relaxed hint (set once its
- * loop failed for good, pool_worker.c): an fd handed off while it is being set is closed at the
- * pool's stop, as everything left in a ring is. */
+/* The worker's loop runs and its ring has room. */
 static bool worker_has_room(struct mio__pool_worker *w)
 {
-    return mio__pr_load_uint(&w->out_of_service) == 0 && mio__pool_ring_has_room(w);
+    return mio__pool_worker_in_service(w) && mio__pool_ring_has_room(w);
 }
 
 static bool any_ring_has_room(mio_pool *pool)
@@ -124,7 +122,7 @@ static bool any_ring_has_room(mio_pool *pool)
  * to pass over. */
 static bool worker_can_take(struct mio__pool_worker *w)
 {
-    if (mio__pr_load_uint(&w->out_of_service) != 0)
+    if (!mio__pool_worker_in_service(w))
         return false;
     if (mio__pool_ring_has_room(w))
         return true;

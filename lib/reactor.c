@@ -96,7 +96,6 @@ struct mio_reactor {
     struct mio__wheel wheel;
 };
 
-
 /* A counter only the reactor writes: a plain read-modify-write published with a single store. */
 static inline void ctr_add(uint64_t *c, uint64_t n)
 {
@@ -116,9 +115,8 @@ static int reactor_opts_resolve(const mio_reactor_opts *opts, mio_reactor_opts *
 {
     if (opts != NULL)
         *o = *opts;
-    for (size_t i = 0; i < sizeof o->reserved / sizeof o->reserved[0]; i++)
-        if (o->reserved[i] != 0)
-            return -EINVAL; /* an option this version does not know */
+    if (!mio__reserved_zero(o->reserved, sizeof o->reserved / sizeof o->reserved[0]))
+        return -EINVAL;
     if (o->events_capacity == 0)
         o->events_capacity = DEFAULT_EVENTS;
     if (o->post_capacity == 0)
@@ -344,9 +342,9 @@ static int reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn 
     token = mio__slab_token(&r->slab, idx);
     err = mio__slab_set(&r->slab, idx, fn, arg, fd);
     if (err == 0)
-        err = interest != 0 ? mio_registry_register(r->reg, fd, (mio_token)token, interest)
-                            : mio__epoll_ctl(mio_poll_fd(r->poll), EPOLL_CTL_ADD, fd,
-                                             PARKED_EVENTS, token);
+        err = interest != 0
+                  ? mio_registry_register(r->reg, fd, (mio_token)token, interest)
+                  : mio__epoll_ctl(mio_poll_fd(r->poll), EPOLL_CTL_ADD, fd, PARKED_EVENTS, token);
     if (err < 0) {
         mio__slab_release(&r->slab, idx);
         return err;
@@ -511,8 +509,8 @@ void mio__reactor_set_pool_owned(mio_reactor *r, bool owned)
 
 /* ------------------------------------------------------------------ timers */
 
-int mio_reactor_timer_start(mio_reactor *r, uint64_t after_ms, uint64_t repeat_ms,
-                            mio_timer_fn fn, void *arg, mio_timer_id *out)
+int mio_reactor_timer_start(mio_reactor *r, uint64_t after_ms, uint64_t repeat_ms, mio_timer_fn fn,
+                            void *arg, mio_timer_id *out)
 {
     uint64_t id;
     int err;

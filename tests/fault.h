@@ -502,13 +502,14 @@ int __wrap_mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t
     return __real_mio__uring_send(u, fd, buf, len, ud);
 }
 
-int __real_mio__conn_ring_result(enum mio__ring_op op, int fd, int res);
-int __wrap_mio__conn_ring_result(enum mio__ring_op op, int fd, int res);
-int __wrap_mio__conn_ring_result(enum mio__ring_op op, int fd, int res)
+int __real_mio__conn_ring_result(enum mio__ring_op op, const mio_conn *c, int res);
+int __wrap_mio__conn_ring_result(enum mio__ring_op op, const mio_conn *c, int res);
+int __wrap_mio__conn_ring_result(enum mio__ring_op op, const mio_conn *c, int res)
 {
+    int fd = mio_conn_fd(c);
     int due = fault_ring_fd(fd) ? atomic_exchange(&fault_ring_due[op][fd], 0) : 0;
 
-    return due != 0 ? due : __real_mio__conn_ring_result(op, fd, res);
+    return due != 0 ? due : __real_mio__conn_ring_result(op, c, res);
 }
 
 int __real_io_uring_submit_and_get_events(struct io_uring *ring);

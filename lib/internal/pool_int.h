@@ -61,8 +61,8 @@ enum mio__acceptor_state {
 struct mio__pool_listener {
     mio_accept_fn fn;
     void *arg;
-    mio_addr addr; /* as bound (port resolved) */
-    int *fds;      /* acceptor mode: fds[0]; reuseport: one per worker. -1 once closed */
+    mio_addr addr;     /* as bound (port resolved) */
+    int *fds;          /* acceptor mode: fds[0]; reuseport: one per worker. -1 once closed */
     mio_token *tokens; /* reuseport: each worker's registration of fds[i] */
     bool shared;       /* reuseport, adopted: fds[i > 0] are duplicates of fds[0], one socket */
 };
@@ -84,10 +84,18 @@ struct mio__pool_worker {
     /* worker thread only */
     bool stopping;
     uint64_t deadline;
-    int spare_fd;      /* reuseport: spare fd for EMFILE */
+    int spare_fd;       /* reuseport: spare fd for EMFILE */
     bool accept_paused; /* reuseport: EMFILE pause in progress */
     bool accept_more;   /* reuseport: a batch hit its limit, a continuation is queued */
 };
+
+/* Any thread: the worker's loop has not failed for good (pool_worker.c, worker_failed). Relaxed:
+ * the acceptor reads it as a hint (an fd it hands off meanwhile is closed at the pool's stop,
+ * with the rest of the ring); the owner reads it under the pool's mu, where it is stored. */
+static inline bool mio__pool_worker_in_service(const struct mio__pool_worker *w)
+{
+    return mio__pr_load_uint(&w->out_of_service) == 0;
+}
 
 enum { POOL_NEW, POOL_RUNNING, POOL_STOPPED };
 
@@ -107,15 +115,15 @@ struct mio_pool {
     unsigned stop_accepting;  /* owner -> acceptor: 1 once stop began (then the waker is written) */
     unsigned acceptor_state;  /* enum mio__acceptor_state; acceptor stores, workers load */
     unsigned rearm_requested; /* a worker drained while PAUSED_FULL and woke us (once per pause) */
-    unsigned rr_next;             /* acceptor only */
+    unsigned rr_next;         /* acceptor only */
     /* start barrier */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     unsigned running; /* threads that reached their loop */
     int start_err;
     int drain_ms;
-    unsigned draining;    /* owner stores 1 when drain or stop begins; anyone loads (relaxed) */
-    cpu_set_t cpus;   /* CPUs the process may run on (pinning) */
+    unsigned draining; /* owner stores 1 when drain or stop begins; anyone loads (relaxed) */
+    cpu_set_t cpus;    /* CPUs the process may run on (pinning) */
 };
 
 /* ring helpers (pool_worker.c) */

@@ -50,6 +50,16 @@ int mio__reactor_set_source(mio_reactor *r, const struct mio__reactor_source *sr
  * Returns 0 or -ENOENT (unknown or stale token). */
 int mio__reactor_forget(mio_reactor *r, mio_token token);
 
+/* The rule for the reserved room of an options struct (mio_reactor_opts, mio_pool_opts): every
+ * element zero, or the caller set an option this version does not know. */
+static inline bool mio__reserved_zero(const uint64_t *reserved, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (reserved[i] != 0)
+            return false;
+    return true;
+}
+
 /* Any thread, after publishing work the reactor will find (with a release store or stronger):
  * writes the eventfd only if the reactor published SLEEPING and this caller wins the claim on the
  * wake (the CAS SLEEPING -> WOKEN); otherwise counts an elided wake. Returns true when it made
@@ -95,8 +105,7 @@ struct mio__reactor_ext {
     /* io_uring backend: a completion of an operation the layer prepared on the reactor's ring
      * (internal/uring.h), called from the loop like a handler (a settle point follows). A buffer
      * it carries (bid) must be given back with mio__uring_buf_put before it returns. */
-    void (*complete)(mio_reactor *r, void *ctx, uint64_t ud, int res, unsigned flags,
-                     unsigned bid);
+    void (*complete)(mio_reactor *r, void *ctx, uint64_t ud, int res, unsigned flags, unsigned bid);
     /* io_uring backend: called right before the wait's io_uring_enter, the last chance to prepare
      * operations for it; nothing runs between this call and the submission. Returns how many
      * operations it prepared whose completions come back at once (the wait then does not block).
