@@ -444,11 +444,7 @@ unsigned mio__uring_submit_urgent(struct mio__uring *u, mio__uring_cqe_fn fn, vo
 {
     bool room;
 
-    u->st.enters++;
-    u->entered = true;
-    u->flush_due = false; /* this enter submits the cancels too */
-    bufs_publish(u);
-    (void)io_uring_submit(&u->ring);
+    (void)mio__uring_submit(u);
     return urgent_drain(u, fn, ctx, &room);
 }
 
@@ -554,16 +550,7 @@ int mio__uring_cancel(struct mio__uring *u, uint64_t ud)
 
 int mio__uring_flush(struct mio__uring *u)
 {
-    int err;
-
-    if (!u->flush_due)
-        return 0;
-    u->flush_due = false;
-    u->entered = true;
-    u->st.enters++;
-    bufs_publish(u);
-    err = io_uring_submit(&u->ring);
-    return err < 0 ? err : 0;
+    return u->flush_due ? mio__uring_submit(u) : 0;
 }
 
 char *mio__uring_buf(const struct mio__uring *u, unsigned bid)
