@@ -166,10 +166,14 @@ int mio__conn_sync_interest(mio_conn *c)
         want = MIO_WRITABLE;
     else if (want == 0 && (c->flags & MIO__CF_READ_OFF))
         want = MIO_PRIORITY; /* no receive armed: errors and hang-ups come from epoll */
-    /* want 0 (io_uring backend): parked, the receive reports EOF and errors. */
-    if (want != c->interest) {
-        err = want != 0 ? mio_reactor_modify(c->r, mio__conn_token(c), want)
-                        : mio__reactor_park(c->r, mio__conn_token(c));
+    /* want 0 (io_uring backend): parked, or still out of the epoll set; the receive reports
+     * EOF and errors. */
+    if (want != c->interest && !(want == 0 && c->interest == MIO__CONN_UNWATCHED)) {
+        if (c->interest == MIO__CONN_UNWATCHED)
+            err = mio__reactor_watch(c->r, mio__conn_token(c), want);
+        else
+            err = want != 0 ? mio_reactor_modify(c->r, mio__conn_token(c), want)
+                            : mio__reactor_park(c->r, mio__conn_token(c));
         if (err < 0)
             goto fail;
         c->interest = want;
@@ -381,9 +385,10 @@ int mio__conn_adopt(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, 
                     mio_conn **out)
 {
     struct mio__conn_ctx *ctx = conn_ctx_get(r);
+    bool ring = ctx != NULL && ctx->ring != NULL, watched = true;
     mio_interest interest = (flags & MIO__CF_CONNECTING) ? MIO_WRITABLE
-                            : ctx != NULL && ctx->ring != NULL ? 0 /* parked */
-                                                               : MIO_READABLE;
+                            : ring                          ? 0 /* added unwatched */
+                                                            : MIO_READABLE;
     mio__arena arena = mio__reactor_arena(r);
     mio_conn *c;
     mio_token token;
@@ -415,15 +420,18 @@ int mio__conn_adopt(mio_reactor *r, int fd, const mio_conn_ops *ops, void *arg, 
         *x->own_ops = *ops;
         c->ops = MIO__CONN_OPS_OWN;
     }
-    err = interest != 0 ? mio_reactor_add(r, fd, interest, mio__conn_on_io, c, &token)
-                        : mio__reactor_add_parked(r, fd, mio__conn_on_io, c, &token);
+    err = interest != 0
+              ? mio_reactor_add(r, fd, interest, mio__conn_on_io, c, &token)
+              : mio__reactor_add_unwatched(r, fd, mio__conn_on_io, c, &token, &watched);
     if (err < 0)
         goto err_ops;
+    if (!watched)
+        c->interest = MIO__CONN_UNWATCHED;
     c->slot = (uint32_t)token;
     if (ctx->ring != NULL && !(flags & MIO__CF_CONNECTING)) {
         err = mio__conn_ring_sync(c, true); /* the first receive */
         if (err < 0) {
-            (void)mio_reactor_remove(r, token);
+            (void)(watched ? mio_reactor_remove(r, token) : mio__reactor_forget(r, token));
             goto err_ops;
         }
     }

@@ -2,8 +2,10 @@
  * records, conn_io.c). Reactor's thread only.
  *
  * A conn that wants to read has one receive armed on the reactor's ring, into the reactor's
- * provided buffers; its epoll registration then asks for nothing but errors and hang-ups
- * (PRIORITY) and WRITABLE while output is queued, so the read path makes no recv syscall. A
+ * provided buffers, so the read path makes no recv syscall, and the receive reports EOF and
+ * errors. Its fd joins the reactor's epoll set only when it first needs readiness: WRITABLE while
+ * output is queued, PRIORITY (errors and hang-ups) while the user has reading off; a conn that
+ * never fills its socket costs no epoll_ctl and no epoll wake-up per segment. A
  * completion's bytes are delivered like a read (after the kept tail, contiguous), the buffer goes
  * back to the ring at once (the conn holds no read buffer of its own), and the receive is armed
  * again while the conn still reads: one buffer per conn per iteration, so back-pressure (the high

@@ -323,9 +323,12 @@ static void fd_claim(mio_reactor *r, int fd, uint32_t idx)
  * bit, which epoll treats as disabled, so the socket's wake-ups never reach the epoll set. */
 #define PARKED_EVENTS ((uint32_t)EPOLLET)
 
-/* Registers fd with interest, or parked when interest is 0. */
-static int reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn, void *arg,
-                       mio_token *out)
+/* How reactor_add registers the fd. */
+enum add_how { ADD_INTEREST, ADD_PARKED, ADD_UNWATCHED };
+
+/* Registers fd with interest, parked, or not at all (ADD_UNWATCHED, see reactor_int.h). */
+static int reactor_add(mio_reactor *r, int fd, enum add_how how, mio_interest interest,
+                       mio_io_fn fn, void *arg, mio_token *out)
 {
     uint64_t token;
     uint32_t idx;
@@ -341,10 +344,10 @@ static int reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn 
         return err;
     token = mio__slab_token(&r->slab, idx);
     err = mio__slab_set(&r->slab, idx, fn, arg, fd);
-    if (err == 0)
-        err = interest != 0
-                  ? mio_registry_register(r->reg, fd, (mio_token)token, interest)
-                  : mio__epoll_ctl(mio_poll_fd(r->poll), EPOLL_CTL_ADD, fd, PARKED_EVENTS, token);
+    if (err == 0 && how == ADD_INTEREST)
+        err = mio_registry_register(r->reg, fd, (mio_token)token, interest);
+    else if (err == 0 && how == ADD_PARKED)
+        err = mio__epoll_ctl(mio_poll_fd(r->poll), EPOLL_CTL_ADD, fd, PARKED_EVENTS, token);
     if (err < 0) {
         mio__slab_release(&r->slab, idx);
         return err;
@@ -361,12 +364,27 @@ int mio_reactor_add(mio_reactor *r, int fd, mio_interest interest, mio_io_fn fn,
 {
     if (r == NULL || fn == NULL || interest == 0)
         return -EINVAL;
-    return reactor_add(r, fd, interest, fn, arg, out);
+    return reactor_add(r, fd, ADD_INTEREST, interest, fn, arg, out);
 }
 
-int mio__reactor_add_parked(mio_reactor *r, int fd, mio_io_fn fn, void *arg, mio_token *out)
+int mio__reactor_add_unwatched(mio_reactor *r, int fd, mio_io_fn fn, void *arg, mio_token *out,
+                               bool *watched)
 {
-    return reactor_add(r, fd, 0, fn, arg, out);
+    /* A number a live slot still names: only the kernel can tell a stale slot from a second
+     * registration of a live fd, and it tells at an EPOLL_CTL_ADD. */
+    *watched = fd >= 0 && fd_bit(r, fd);
+    return reactor_add(r, fd, *watched ? ADD_PARKED : ADD_UNWATCHED, 0, fn, arg, out);
+}
+
+int mio__reactor_watch(mio_reactor *r, mio_token token, mio_interest interest)
+{
+    struct mio__slot *slot = mio__slab_lookup(&r->slab, token);
+
+    if (slot == NULL)
+        return -ENOENT;
+    if (slot->fd < 0)
+        return -EBADF;
+    return mio_registry_register(r->reg, slot->fd, token, interest);
 }
 
 int mio__reactor_park(mio_reactor *r, mio_token token)

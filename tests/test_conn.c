@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,6 +17,7 @@
 #include <cmocka.h>
 #include <mio/mio.h>
 #include "helpers.h"
+#include "internal/reactor_int.h"
 
 #define TABLE_LEN 1000003u /* prime, so the pattern does not line up with buffer sizes */
 static unsigned char *table;
@@ -1100,6 +1102,94 @@ static void test_iteration_sends(void **state)
     }
 }
 
+
+/* ---- which conns are in the reactor's epoll set: on io_uring, a conn joins it only when it
+ * needs readiness (output queued: WRITABLE; reading off: errors and hang-ups), so an echo conn
+ * that never fills its socket costs no epoll_ctl; on epoll, every conn is in it ---- */
+
+/* Whether fd is in the epoll set epfd, from the kernel's own list (/proc/self/fdinfo). */
+static bool in_epoll_set(int epfd, int fd)
+{
+    char path[64], line[256];
+    bool found = false;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    while (!found && fgets(line, sizeof(line), f) != NULL) {
+        int tfd;
+
+        found = sscanf(line, "tfd: %d", &tfd) == 1 && tfd == fd;
+    }
+    fclose(f);
+    return found;
+}
+
+#define SET_FILL (8u * 1024u * 1024u)
+
+static void test_epoll_set_membership(void **state)
+{
+    struct tconn t = {.echo = true}, u = {0};
+    bool ring = mio_reactor_backend(r) == MIO_BACKEND_IO_URING;
+    int epfd = mio__reactor_poll_fd(r), cli, srv, cli2, srv2;
+    unsigned char *big = malloc(SET_FILL), *in = malloc(SET_FILL);
+    size_t got = 0;
+    char buf[8];
+
+    (void)state;
+    assert_non_null(big);
+    assert_non_null(in);
+    make_pair(&cli, &srv);
+    assert_int_equal(mio_conn_open(r, srv, &t_ops, &t, &t.c), 0);
+    assert_int_equal(send(cli, "ping", 4, 0), 4);
+    run_for(50);
+    assert_int_equal(recv(cli, buf, sizeof(buf), MSG_DONTWAIT), 4);
+    assert_int_equal(in_epoll_set(epfd, srv), !ring);
+
+    /* Output the peer does not read: queued, so WRITABLE is needed; then every byte arrives. */
+    pattern_fill(big, 0, SET_FILL);
+    assert_int_equal(mio_conn_write(t.c, big, SET_FILL), 0);
+    run_for(20);
+    assert_true(mio_conn_pending(t.c) > 0);
+    assert_true(in_epoll_set(epfd, srv));
+    while (got < SET_FILL) {
+        ssize_t k;
+
+        assert_true(mio_reactor_run_once(r, 0) >= 0);
+        k = recv(cli, in + got, SET_FILL - got, MSG_DONTWAIT);
+        if (k > 0)
+            got += (size_t)k;
+        else
+            assert_true(k < 0 && errno == EAGAIN);
+    }
+    assert_true(pattern_check(in, 0, SET_FILL));
+    assert_int_equal(mio_conn_pending(t.c), 0);
+    /* still in the set (parked), and still echoing */
+    assert_int_equal(send(cli, "pong", 4, 0), 4);
+    run_for(50);
+    assert_int_equal(recv(cli, buf, sizeof(buf), MSG_DONTWAIT), 4);
+    assert_memory_equal(buf, "pong", 4);
+
+    /* Reading turned off by the user: hang-ups and errors must still be seen. */
+    make_pair(&cli2, &srv2);
+    assert_int_equal(mio_conn_open(r, srv2, &t_ops, &u, &u.c), 0);
+    run_for(10);
+    assert_int_equal(in_epoll_set(epfd, srv2), !ring);
+    assert_int_equal(mio_conn_set_reading(u.c, false), 0);
+    run_for(10);
+    assert_true(in_epoll_set(epfd, srv2));
+
+    mio_conn_close(t.c);
+    mio_conn_close(u.c);
+    run_until_closed(&t);
+    run_until_closed(&u);
+    close(cli);
+    close(cli2);
+    free(big);
+    free(in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1118,6 +1208,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_split_records_short_send, setup, teardown),
         cmocka_unit_test_setup_teardown(test_short_send_one_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iteration_sends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_epoll_set_membership, setup, teardown),
     };
 
     mio_test_watchdog(280);

@@ -35,6 +35,10 @@ enum {
 };
 
 #define MIO__CONN_OPS_OWN 255u /* c->ops: the ops are x->own_ops (the intern table was full) */
+/* c->interest of a conn whose fd is not in the reactor's epoll set at all (io_uring backend: its
+ * receive reports data, EOF and errors; the fd joins the set the first time it needs readiness,
+ * mio__reactor_watch). Not an interest bit, so no wanted interest equals it. */
+#define MIO__CONN_UNWATCHED ((mio_interest)0x80)
 #define MIO__CONN_INTERN_MAX 16u /* distinct ops the conn layer shares per reactor */
 #define MIO__CONN_READ_BUF (64u * 1024u)
 

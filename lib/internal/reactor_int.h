@@ -16,11 +16,21 @@
 int mio__reactor_slot_fd(const mio_reactor *r, uint32_t slot);
 mio_token mio__reactor_slot_token(const mio_reactor *r, uint32_t slot);
 
-/* mio_reactor_add with a registration that reports nothing, not even errors or hang-ups, and a
- * way back to it from any interest (mio_reactor_modify leaves it): for a layer that learns of its
- * fd's state elsewhere (the conn layer's receives on the io_uring backend) and wants the fd's
- * wake-ups kept out of the epoll set. Same returns as mio_reactor_add / mio_reactor_modify. */
-int mio__reactor_add_parked(mio_reactor *r, int fd, mio_io_fn fn, void *arg, mio_token *out);
+/* For a layer that learns of its fd's state elsewhere (the conn layer's receives on the io_uring
+ * backend) and wants the fd's wake-ups kept out of the epoll set until it needs readiness.
+ *
+ * mio__reactor_add_unwatched is mio_reactor_add without the registration: the handler gets a
+ * token and the fd a slot, but the fd is not in the epoll set (no epoll_ctl) and reports nothing.
+ * When a live slot already names the number (an fd closed without mio_reactor_remove, whose
+ * number came back), it registers the fd parked instead, so the kernel says whether the number
+ * is free (-EEXIST when it is not) and the stale slot loses it; *watched tells which happened.
+ * mio__reactor_watch puts an unwatched fd into the epoll set with interest (EPOLL_CTL_ADD); call
+ * it only for a token whose fd is not in the set. mio__reactor_park keeps a watched fd in the set
+ * with a registration that reports nothing, not even errors or hang-ups; mio_reactor_modify
+ * leaves it. Same returns as mio_reactor_add / mio_reactor_modify. */
+int mio__reactor_add_unwatched(mio_reactor *r, int fd, mio_io_fn fn, void *arg, mio_token *out,
+                               bool *watched);
+int mio__reactor_watch(mio_reactor *r, mio_token token, mio_interest interest);
 int mio__reactor_park(mio_reactor *r, mio_token token);
 
 /* The handler arg of a live token whose handler is io, or NULL (stale token, released slot, or
