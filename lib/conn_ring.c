@@ -23,7 +23,8 @@
  * (HELD), not delivered, and reach on_read once reading is allowed again: a no-op on the ring
  * (user_data | KICK) brings the conn a turn in the loop for them, so they never wait for more
  * bytes. An EOF or error seen while not reading is not acted on: the receive armed at the resume
- * reports it again. */
+ * reports it again, and may complete before that no-op does, so an EOF first delivers what is
+ * held (it came before the EOF). */
 #include <errno.h>
 #include <string.h>
 #include "internal/conn_int.h"
@@ -204,7 +205,9 @@ void mio__conn_ring_complete(mio_reactor *r, void *ctx, uint64_t ud, int res, un
             conn_data(c, mio__uring_buf(ring, bid), (size_t)res);
         mio__uring_buf_put(ring, bid); /* whatever the result says */
     } else if (res == 0 && conn_reading(c)) {
-        conn_eof(c);
+        conn_kick(c); /* bytes held while reading was off came before the EOF */
+        if (conn_reading(c))
+            conn_eof(c);
     }
     if (res < 0 && !recv_retry(res) && conn_reading(c))
         mio__conn_teardown(c, res);

@@ -683,6 +683,8 @@ struct xstop {
     mio_conn *c;
     struct xstop *other;
     size_t got, got_while_off;
+    size_t got_at_eof; /* bytes received when on_read reported EOF */
+    int eofs;
     bool off;
     unsigned char next;
     bool bad;
@@ -696,6 +698,11 @@ static void xstop_read(mio_conn *c, const void *data, size_t len, void *arg)
     const unsigned char *p = data;
 
     (void)c;
+    if (len == 0) {
+        x->eofs++;
+        x->got_at_eof = x->got;
+        return;
+    }
     if (x->off)
         x->got_while_off += len;
     for (size_t i = 0; i < len; i++)
@@ -758,6 +765,57 @@ static void test_stop_reading_other_in_batch(void **state)
     assert_false(a.bad);
     assert_false(b.bad);
     for (int i = 0; i < 2; i++) {
+        mio_conn_close(both[i]->c);
+        close(cli[i]);
+    }
+    run_for(20);
+}
+
+/* The same with the peers' FIN right behind their bytes: the stopped conn's bytes (held on the
+ * io_uring backend) all reach on_read before its EOF, once it is resumed. */
+static void test_stop_reading_other_then_eof(void **state)
+{
+    struct xstop a = {0}, b = {0};
+    struct xstop *both[2] = {&a, &b};
+    int cli[2], srv[2];
+    unsigned char buf[3000];
+    unsigned long long until;
+
+    (void)state;
+    a.other = &b;
+    b.other = &a;
+    for (int i = 0; i < 2; i++) {
+        make_pair(&cli[i], &srv[i]);
+        assert_int_equal(mio_conn_open(r, srv[i], &xstop_ops, both[i], &both[i]->c), 0);
+    }
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (unsigned char)i;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(send(cli[i], buf, sizeof buf, 0), (ssize_t)sizeof buf);
+        assert_int_equal(shutdown(cli[i], SHUT_WR), 0);
+    }
+    usleep(2000); /* bytes and FINs arrive before the next wait */
+    xstop_armed = true;
+    until = mio_test_now_ms() + 5000;
+    while (xstop_armed && mio_test_now_ms() < until)
+        assert_true(mio_reactor_run_once(r, 100) >= 0);
+    assert_false(xstop_armed);
+    run_for(10);
+    assert_int_equal(a.got_while_off + b.got_while_off, 0);
+    for (int i = 0; i < 2; i++)
+        if (both[i]->off) {
+            assert_int_equal(both[i]->eofs, 0); /* not reading: not even the EOF */
+            both[i]->off = false;
+            assert_int_equal(mio_conn_set_reading(both[i]->c, true), 0);
+        }
+    until = mio_test_now_ms() + 5000;
+    while ((a.eofs == 0 || b.eofs == 0) && mio_test_now_ms() < until)
+        assert_true(mio_reactor_run_once(r, 10) >= 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(both[i]->eofs, 1);
+        assert_int_equal(both[i]->got_at_eof, sizeof buf); /* every byte, then the EOF */
+        assert_false(both[i]->bad);
         mio_conn_close(both[i]->c);
         close(cli[i]);
     }
@@ -1203,6 +1261,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_many_in_one_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_reading_other_in_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_reading_other_then_eof, setup, teardown),
         cmocka_unit_test_setup_teardown(test_order_across_full_stage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_records_short_send, setup, teardown),
