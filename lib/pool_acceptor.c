@@ -12,7 +12,9 @@
  * inside that enter; a failed one posts a completion here, which ends that wait at once, and the
  * wake is delivered by eventfd instead: a claim is never left undelivered (reactor_int.h says why
  * that would stall the worker). Without a ring, or if ours cannot be set up or fails, the
- * acceptor waits in epoll_wait and kicks by eventfd, as on the epoll backend.
+ * acceptor waits in epoll_wait and kicks by eventfd, as on the epoll backend. With our ring, the
+ * listeners accept on it too (a multishot accept each, see "accepting on the ring" below)
+ * instead of being in the epoll set.
  *
  * Pressure is one state machine (enum mio__acceptor_state, pool_int.h): RUNNING; PAUSED_FULL when
  * every ring is full (listeners deregistered, the kernel backlog holds new connections, until a
@@ -38,6 +40,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
+#include <unistd.h>
 #include <mio/event.h>
 #include <mio/net.h>
 #include "internal/mem.h"
@@ -66,7 +69,26 @@ struct acceptor {
     int *ring_fd;     /* worker i's ring fd, or -1: woken by eventfd */
     bool *unsent;     /* a ring wake for worker i is prepared and not yet submitted */
     unsigned nunsent; /* how many of unsent are set */
+    /* ... and the listeners accept on it (multishot accepts) instead of on epoll readiness */
+    bool ring_accept;
+    unsigned char *acc; /* listener l's accept: ACC_IDLE, ACC_ARMED, ACC_CANCELLING */
+    int *acc_err;       /* listener l's accept ended with this error, for the loop (0: none) */
+    struct pending *pend; /* fds the kernel accepted, not handed off yet: pend[head..n) */
+    unsigned pend_head, pend_n;
 };
+
+struct pending {
+    int fd;
+    unsigned listener;
+};
+
+enum { ACC_IDLE, ACC_ARMED, ACC_CANCELLING };
+
+/* Room for fds accepted while every ring is full (set up with the acceptor: no allocation per
+ * connection). */
+#define PEND_CAP 1024u
+
+static void acceptor_ring_listen(struct acceptor *a, bool on);
 
 static struct mio__pool_counters *acceptor_counters(mio_pool *pool)
 {
@@ -80,6 +102,11 @@ static int acceptor_register(struct acceptor *a, bool on)
 
     if (a->registered == on)
         return 0;
+    if (a->ring_accept) {
+        acceptor_ring_listen(a, on);
+        a->registered = on;
+        return 0;
+    }
     for (unsigned l = 0; l < pool->nlisteners; l++) {
         int fd = pool->listeners[l].fds[0];
         int e = on ? mio_registry_register(a->reg, fd, (mio_token)l, MIO_READABLE)
@@ -304,6 +331,9 @@ static void acceptor_burst(struct acceptor *a, unsigned l)
 
 /* ---- the io_uring backend: our ring, and wakes as ring messages ---- */
 
+/* Tags the user_data of listener l's multishot accept (a wake's is MIO__UD_FIRST + worker). */
+#define ACCEPT_UD (UINT64_C(1) << 40)
+
 /* The user_data of the ring wake sent to worker i (its failure comes back with it). */
 static uint64_t wake_ud(unsigned i)
 {
@@ -336,14 +366,19 @@ static void acceptor_wake_fallback(struct acceptor *a, unsigned i)
     mio__reactor_kick(w->r);
 }
 
+static void acceptor_on_accept(struct acceptor *a, unsigned l, int res, unsigned flags);
+
 static void acceptor_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsigned bid)
 {
     struct acceptor *a = arg;
 
-    (void)flags;
     (void)bid;
     if (ud == MIO__UD_EPOLL) {
         a->epoll_due = true;
+        return;
+    }
+    if (ud & ACCEPT_UD) {
+        acceptor_on_accept(a, (unsigned)(ud & ~ACCEPT_UD), res, flags);
         return;
     }
     /* Only a failed wake completes here (success posts nothing). */
@@ -358,6 +393,148 @@ static void acceptor_wakes_sent(struct acceptor *a)
         return;
     memset(a->unsent, 0, a->pool->nworkers * sizeof(*a->unsent));
     a->nunsent = 0;
+}
+
+/* ---- accepting on the ring: a multishot accept per listener ----
+ *
+ * Each completion is a connection the kernel accepted (its fd; no peer address: the worker asks
+ * getpeername for the accept callback's). It waits in pend until a worker can take it, handed off
+ * exactly as an fd from accept4 is, so the balance policies and the pressure states are the same.
+ * Pausing (every ring full, EMFILE, stop) cancels the accepts; a connection accepted before the
+ * cancel took effect waits in pend (or, at stop, is closed, as the backlog is reset). An accept
+ * that ends with an error is handled as accept4's error would be (mio__pool_accept_failed) and
+ * armed again while RUNNING. */
+
+/* Arms the accept of every listener that has none (on), or cancels the armed ones (off). An SQ
+ * that stays full leaves a listener idle: the next loop arms it. */
+static void acceptor_ring_listen(struct acceptor *a, bool on)
+{
+    mio_pool *pool = a->pool;
+
+    for (unsigned l = 0; l < pool->nlisteners; l++) {
+        if (on && a->acc[l] == ACC_IDLE &&
+            mio__uring_accept(a->ring, pool->listeners[l].fds[0], ACCEPT_UD | l) == 0)
+            a->acc[l] = ACC_ARMED;
+        else if (!on && a->acc[l] == ACC_ARMED && mio__uring_cancel(a->ring, ACCEPT_UD | l) == 0)
+            a->acc[l] = ACC_CANCELLING;
+    }
+}
+
+/* Hands fd (accepted on listener l) to the worker the balance policy picks. Returns false when
+ * every ring is full. */
+static bool acceptor_handoff(struct acceptor *a, int fd, unsigned l)
+{
+    mio_pool *pool = a->pool;
+    unsigned wi = acceptor_pick(a);
+    struct mio__handoff h;
+    bool pushed;
+
+    if (wi == NO_WORKER)
+        return false;
+    h.fd = fd;
+    h.listener = l;
+    h.peer_len = 0; /* the worker asks getpeername */
+    pushed = mio__pool_ring_push(&pool->workers[wi], &h);
+    assert(pushed); /* as in acceptor_burst */
+    (void)pushed;
+    mio__count(&pool->workers[wi].st.handed_off, 1);
+    acceptor_advance(a, wi);
+    a->touched[wi] = true;
+    return true;
+}
+
+/* A completion of listener l's accept: the new fd goes to a worker at once, or waits in pend
+ * behind the ones already waiting there (every ring was full); an error waits for the loop. A
+ * pend that is full sheds the fd (the client sees it closed, as with EMFILE): the kernel only
+ * fills it while every ring is full and the cancel of the accepts is on its way. */
+static void acceptor_on_accept(struct acceptor *a, unsigned l, int res, unsigned flags)
+{
+    mio_pool *pool = a->pool;
+
+    if (l >= pool->nlisteners)
+        return;
+    res = mio__pool_ring_accept_result(pool->listeners[l].fds[0], res);
+    if (!(flags & MIO__CQE_MORE))
+        a->acc[l] = ACC_IDLE;
+    if (res == -ECANCELED)
+        return;
+    mio__count(&acceptor_counters(pool)->accept_calls, 1);
+    if (res < 0) {
+        a->acc_err[l] = res;
+    } else if (a->pend_n > 0 || a->state != MIO__ACC_RUNNING || !acceptor_handoff(a, res, l)) {
+        if (a->pend_n < PEND_CAP) {
+            a->pend[a->pend_n].fd = res;
+            a->pend[a->pend_n].listener = l;
+            a->pend_n++;
+        } else {
+            (void)close(res);
+            mio__count(&acceptor_counters(pool)->accept_errors, 1);
+        }
+    }
+}
+
+/* Hands the accepted fds to workers in order, until none is left or every ring is full (then
+ * accepting pauses and the rest waits for room). */
+static void acceptor_ring_handoff(struct acceptor *a)
+{
+    while (a->pend_head < a->pend_n && a->state == MIO__ACC_RUNNING) {
+        const struct pending *p = &a->pend[a->pend_head];
+
+        if (acceptor_handoff(a, p->fd, p->listener))
+            a->pend_head++;
+        else if (acceptor_pause_full(a))
+            break;
+    }
+    if (a->pend_head == a->pend_n) {
+        a->pend_head = a->pend_n = 0;
+    } else if (a->pend_head > 0) { /* the rest to the front: on_accept appends at pend_n */
+        memmove(a->pend, a->pend + a->pend_head, (a->pend_n - a->pend_head) * sizeof(*a->pend));
+        a->pend_n -= a->pend_head;
+        a->pend_head = 0;
+    }
+}
+
+static bool acceptor_accepts_live(const struct acceptor *a)
+{
+    for (unsigned l = 0; l < a->pool->nlisteners; l++)
+        if (a->acc[l] != ACC_IDLE)
+            return true;
+    return false;
+}
+
+/* After a reap: hand off what was accepted, act on the accepts that ended with an error, and arm
+ * the idle ones again while RUNNING. */
+static void acceptor_ring_accepted(struct acceptor *a)
+{
+    mio_pool *pool = a->pool;
+
+    acceptor_ring_handoff(a);
+    for (unsigned l = 0; l < pool->nlisteners; l++) {
+        int err = a->acc_err[l], lfd = pool->listeners[l].fds[0];
+
+        a->acc_err[l] = 0;
+        if (err == 0 || err == -EINTR || err == -EAGAIN)
+            continue; /* armed again below */
+        if ((err == -EINVAL || err == -EOPNOTSUPP) && a->ring_accept) {
+            /* No multishot accept here (or a socket it refuses): the listeners go back to
+             * accept4 on epoll readiness, which reports a socket's own errors as before; the
+             * ring stays for the wakes. */
+            acceptor_ring_listen(a, false);
+            a->ring_accept = false;
+            a->registered = false;
+            if (a->state == MIO__ACC_RUNNING)
+                (void)acceptor_register(a, true);
+            continue;
+        }
+        if (mio__pool_accept_failed(err, lfd, &pool->spare_fd, acceptor_counters(pool)) ==
+                MIO__ACCEPT_PAUSE &&
+            a->state == MIO__ACC_RUNNING) {
+            a->resume_at = mio__clock_ms(0) + MIO__POOL_ACCEPT_PAUSE_MS;
+            acceptor_set_state(a, MIO__ACC_PAUSED_EMFILE);
+        }
+    }
+    if (a->ring_accept && a->state == MIO__ACC_RUNNING)
+        acceptor_ring_listen(a, true);
 }
 
 /* Sets up our ring when a worker has one and the kernel can send ring messages; otherwise (or
@@ -378,7 +555,9 @@ static void acceptor_ring_open(struct acceptor *a)
     if (!mio__uring_can_wake(a->ring)) {
         mio__uring_free(a->ring); /* never entered: no thread to interrupt */
         a->ring = NULL;
+        return;
     }
+    a->ring_accept = true;
 }
 
 /* Leaves the ring for good (the loop ended, or the ring failed): what is prepared goes out now;
@@ -386,12 +565,27 @@ static void acceptor_ring_open(struct acceptor *a)
  * is freed on this thread, the only one that entered it. */
 static void acceptor_ring_close(struct acceptor *a)
 {
+    bool accepting = a->ring_accept;
+
     if (a->ring == NULL)
         return;
+    acceptor_ring_listen(a, false);
     if (mio__uring_unsubmitted(a->ring))
         (void)mio__uring_submit(a->ring);
     acceptor_wakes_sent(a);
     (void)mio__uring_reap(a->ring, acceptor_on_cqe, a);
+    /* The accepts' last completions (bounded: a cancel completes at once), then what they
+     * accepted: handed off while RUNNING (the ring failed), else closed like a reset backlog. */
+    for (int i = 0; i < 200 && acceptor_accepts_live(a); i++) {
+        (void)mio__uring_wait(a->ring, 10);
+        acceptor_wakes_sent(a);
+        (void)mio__uring_reap(a->ring, acceptor_on_cqe, a);
+    }
+    a->ring_accept = false;
+    acceptor_ring_handoff(a);
+    for (; a->pend_head < a->pend_n; a->pend_head++)
+        (void)close(a->pend[a->pend_head].fd);
+    a->pend_head = a->pend_n = 0;
     for (unsigned i = 0; i < a->pool->nworkers && a->nunsent > 0; i++)
         if (a->unsent[i]) {
             a->unsent[i] = false;
@@ -401,6 +595,11 @@ static void acceptor_ring_close(struct acceptor *a)
     mio__uring_free(a->ring);
     a->ring = NULL;
     a->epoll_due = false;
+    if (accepting) { /* the listeners go back to epoll readiness while we run */
+        a->registered = false;
+        if (a->state == MIO__ACC_RUNNING)
+            (void)acceptor_register(a, true);
+    }
 }
 
 /* The wait on our ring: submits the wakes prepared since the last one, then blocks for the
@@ -497,6 +696,8 @@ static void acceptor_loop(struct acceptor *a, mio_events *events)
             acceptor_set_state(a, MIO__ACC_RUNNING);
         else if (a->state == MIO__ACC_PAUSED_FULL)
             acceptor_check_full(a);
+        if (a->ring != NULL)
+            acceptor_ring_accepted(a);
         for (unsigned l = 0; l < pool->nlisteners && a->state == MIO__ACC_RUNNING; l++)
             if (a->ready[l])
                 acceptor_burst(a, l);
@@ -518,13 +719,17 @@ void *mio__pool_acceptor_main(void *arg)
     a.touched = mio__calloc(0, pool->nworkers, sizeof(*a.touched));
     a.ring_fd = mio__calloc(0, pool->nworkers, sizeof(*a.ring_fd));
     a.unsent = mio__calloc(0, pool->nworkers, sizeof(*a.unsent));
-    err = (a.ready == NULL || a.touched == NULL || a.ring_fd == NULL || a.unsent == NULL)
+    a.acc = mio__calloc(0, pool->nlisteners, sizeof(*a.acc));
+    a.acc_err = mio__calloc(0, pool->nlisteners, sizeof(*a.acc_err));
+    a.pend = mio__calloc(0, PEND_CAP, sizeof(*a.pend));
+    err = (a.ready == NULL || a.touched == NULL || a.ring_fd == NULL || a.unsent == NULL ||
+           a.acc == NULL || a.acc_err == NULL || a.pend == NULL)
               ? -ENOMEM
               : mio_events_new(64, &events);
     if (err == 0)
-        err = acceptor_register(&a, true);
-    if (err == 0)
         acceptor_ring_open(&a);
+    if (err == 0)
+        err = acceptor_register(&a, true);
     a.state = MIO__ACC_RUNNING;
     mio__pool_thread_running(pool, err);
     if (err == 0)
@@ -537,5 +742,8 @@ void *mio__pool_acceptor_main(void *arg)
     mio__free(0, a.touched);
     mio__free(0, a.ring_fd);
     mio__free(0, a.unsent);
+    mio__free(0, a.acc);
+    mio__free(0, a.acc_err);
+    mio__free(0, a.pend);
     return NULL;
 }

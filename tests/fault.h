@@ -37,7 +37,7 @@
 #endif
 
 enum fault_site {
-    FAULT_ACCEPT4,
+    FAULT_ACCEPT4, /* accept4, and the acceptor's multishot accept on its ring (see below) */
     FAULT_EPOLL_CREATE1,
     FAULT_EPOLL_CTL,
     FAULT_EPOLL_WAIT,
@@ -156,11 +156,16 @@ static inline bool fault_ring_due_for(enum mio__ring_op op, int fd)
     return fault_ring_fd(fd) && atomic_load(&fault_ring_due[op][fd]) != 0;
 }
 
+/* ... and of a listener's faulted multishot accept (the wrapper of mio__uring_accept). */
+static atomic_int fault_accept_due[FAULT_RING_FDS]; /* [listener fd]: its next result */
+
 static inline void fault_ring_clear(void)
 {
     for (int op = 0; op < 2; op++)
         for (int fd = 0; fd < FAULT_RING_FDS; fd++)
             atomic_store(&fault_ring_due[op][fd], 0);
+    for (int fd = 0; fd < FAULT_RING_FDS; fd++)
+        atomic_store(&fault_accept_due[fd], 0);
 }
 
 static inline void fault_begin(void)
@@ -510,6 +515,34 @@ int __wrap_mio__conn_ring_result(enum mio__ring_op op, const mio_conn *c, int re
     int due = fault_ring_fd(fd) ? atomic_exchange(&fault_ring_due[op][fd], 0) : 0;
 
     return due != 0 ? due : __real_mio__conn_ring_result(op, c, res);
+}
+
+/* The acceptor's multishot accept on its ring, faulted like a conn's receive: decided when it is
+ * armed (FAULT_ACCEPT4, filtered on the listener's fd), the kernel is given a no-op instead, and
+ * its completion reports -err through the acceptor's seam, as if the kernel's accept had failed
+ * and ended the multishot accept. */
+int __real_mio__uring_accept(struct mio__uring *u, int lfd, uint64_t ud);
+int __wrap_mio__uring_accept(struct mio__uring *u, int lfd, uint64_t ud);
+int __wrap_mio__uring_accept(struct mio__uring *u, int lfd, uint64_t ud)
+{
+    int err, rc;
+
+    if (!fault_ring_fd(lfd) || !fault_hit(FAULT_ACCEPT4, lfd))
+        return __real_mio__uring_accept(u, lfd, ud);
+    err = errno;
+    rc = mio__uring_nop(u, ud);
+    if (rc == 0)
+        atomic_store(&fault_accept_due[lfd], -err);
+    return rc;
+}
+
+int __real_mio__pool_ring_accept_result(int lfd, int res);
+int __wrap_mio__pool_ring_accept_result(int lfd, int res);
+int __wrap_mio__pool_ring_accept_result(int lfd, int res)
+{
+    int due = fault_ring_fd(lfd) ? atomic_exchange(&fault_accept_due[lfd], 0) : 0;
+
+    return due != 0 ? due : __real_mio__pool_ring_accept_result(lfd, res);
 }
 
 int __real_io_uring_submit_and_get_events(struct io_uring *ring);

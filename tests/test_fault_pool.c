@@ -171,9 +171,76 @@ static void accept_errors(int mode)
     mio_pool_free(p);
 }
 
+/* The io_uring acceptor accepts with a multishot accept on its ring: FAULT_ACCEPT4 fails it when
+ * it is armed (tests/fault.h), and the acceptor arms it when it starts and again after each
+ * error. So each error gets a pool of its own, faulted from its start: the errors are counted as
+ * accept4's are, the accept is armed again (at once, or after the pause), and the client that
+ * comes then is served. */
+static bool ring_acceptor(void)
+{
+    mio_pool_opts o = {.workers = 1};
+    mio_pool *p;
+    bool ring;
+
+    assert_int_equal(mio_pool_new(&o, &p), 0);
+    ring = mio_reactor_backend(mio_pool_worker(p, 0)) == MIO_BACKEND_IO_URING;
+    mio_pool_free(p);
+    return ring;
+}
+
+static void accept_error_ring(int err, long count, uint64_t want_errors, uint64_t want_emfile)
+{
+    mio_pool_opts o = {.workers = 2, .mode = MIO_POOL_ACCEPTOR};
+    mio_worker_stats st;
+    mio_pool *p;
+    mio_addr a;
+
+    assert_int_equal(mio_pool_new(&o, &p), 0);
+    assert_int_equal(mio_addr_parse("127.0.0.1:0", &a), 0);
+    assert_int_equal(mio_pool_listen(p, &a, on_accept, NULL), 0);
+    assert_int_equal(mio_pool_local_addr(p, 0, &a), 0);
+    fault_arm(FAULT_ACCEPT4, 0, count, err, -1);
+    assert_int_equal(mio_pool_start(p), 0);
+    /* The client comes once the acceptor has acted on the errors: an EMFILE sheds a pending
+     * connection, and this one must find nothing to shed it. */
+    for (int i = 0; i < 2000; i++) {
+        sum_stats(p, &st);
+        if (fault_hits(FAULT_ACCEPT4) == count && st.accept_errors == want_errors &&
+            st.emfile == want_emfile)
+            break;
+        usleep(1000);
+    }
+    assert_int_equal(client_echo(&a, 100, 7), 0);
+    assert_int_equal(fault_hits(FAULT_ACCEPT4), count);
+    sum_stats(p, &st);
+    assert_int_equal(st.accept_errors, want_errors);
+    assert_int_equal(st.emfile, want_emfile);
+    assert_int_equal(st.accepted, 1);
+    fault_disarm_all();
+    assert_int_equal(mio_pool_stop(p, 1000), 0);
+    mio_pool_free(p);
+}
+
+static void accept_errors_ring(void)
+{
+    static const int counted[] = {ECONNABORTED, EPROTO, EPERM, ENOBUFS, ENOMEM};
+
+    for (size_t i = 0; i < sizeof counted / sizeof counted[0]; i++)
+        accept_error_ring(counted[i], 1, 1, 0);
+    accept_error_ring(EMFILE, 1, 0, 1); /* nothing pending to shed: counted, paused, served */
+    accept_error_ring(ENFILE, 1, 0, 1);
+    accept_error_ring(EINTR, 3, 0, 0); /* armed again at once, not an error */
+    /* a kernel without multishot accept: the listeners go back to accept4 on epoll readiness */
+    accept_error_ring(EINVAL, 1, 0, 0);
+}
+
 static void test_accept_errors_acceptor(void **state)
 {
     (void)state;
+    if (ring_acceptor()) {
+        accept_errors_ring();
+        return;
+    }
     accept_errors(MIO_POOL_ACCEPTOR);
 }
 

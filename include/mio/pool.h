@@ -36,7 +36,9 @@ MIO_BEGIN_DECLS
 typedef struct mio_pool mio_pool;
 
 /* Runs on the chosen worker's thread; the fd (O_NONBLOCK|O_CLOEXEC) is now the callee's; peer is
- * never NULL and valid only during the call. */
+ * never NULL and valid only during the call. (An io_uring pool's acceptor accepts with a multishot
+ * accept, which reports no address: the worker asks getpeername(2) for it, and a peer that has
+ * already reset the connection gives an address of family AF_UNSPEC.) */
 typedef void (*mio_accept_fn)(mio_reactor *worker, int fd, const mio_addr *peer, void *arg);
 
 #define MIO_POOL_ACCEPTOR 0       /* default: one acceptor thread hands fds to the workers */
@@ -86,7 +88,7 @@ typedef struct mio_worker_stats {
     uint64_t emfile;          /* EMFILE/ENFILE on accept (a pending connection was shed) */
     uint64_t accept_errors;   /* ECONNABORTED / EPROTO / EPERM skipped, ENOBUFS / ENOMEM */
     uint64_t ring_len;        /* fds waiting in this worker's ring now */
-    uint64_t accept_calls;    /* accept4 calls made */
+    uint64_t accept_calls;    /* accept4 calls made (io_uring acceptor: accept completions) */
     uint64_t listener_paused; /* times accepting paused because every ring was full */
     uint64_t wakes_ring;      /* of wakes_performed, those sent as an io_uring message to the
                                  worker's ring (io_uring backend), no eventfd written; a message

@@ -132,6 +132,13 @@ bool mio__pool_ring_pop(struct mio__pool_worker *w, struct mio__handoff *h);
 unsigned mio__pool_ring_len(struct mio__pool_worker *w);
 bool mio__pool_ring_has_room(struct mio__pool_worker *w);
 
+/* Returns res unchanged. Every completion of the acceptor's multishot accepts passes through
+ * here with its listener's fd before the acceptor acts on it. Defined alone in
+ * pool_accept_result.c so that the fault-injection tests can reroute it with -Wl,--wrap (as
+ * mio__conn_ring_result, internal/conn_ring_result.h): a result that arrives in a CQE offers them
+ * no call to fail. */
+int mio__pool_ring_accept_result(int lfd, int res);
+
 /* worker side (pool_worker.c) */
 void *mio__pool_worker_main(void *arg);
 int mio__pool_worker_post_stop(struct mio__pool_worker *w);

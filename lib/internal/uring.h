@@ -86,6 +86,14 @@ int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first);
  * during that call; the caller still keeps it until the completion is seen (urgent user_data:
  * the next reap). Returns 0 or -EBUSY (the SQ stayed full). */
 int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud);
+/* Prepares a multishot accept on the listening socket lfd (sent at the next wait or submission):
+ * every connection it accepts posts a completion whose res is the new fd (non-blocking,
+ * close-on-exec; the peer's address is not reported), with MIO__CQE_MORE set while it stays
+ * armed. It ends with a completion without MIO__CQE_MORE: cancelled (-ECANCELED), or an error
+ * (-EMFILE, -ENFILE, -ENOBUFS, ...; -EINVAL where the kernel has no multishot accept), after which
+ * the listener's pending connections wait in its backlog. Returns 0 or -EBUSY (the SQ stayed
+ * full). */
+int mio__uring_accept(struct mio__uring *u, int lfd, uint64_t ud);
 /* The ring's fd: what another ring's mio__uring_wake names. Any thread (set at creation). */
 int mio__uring_fd(const struct mio__uring *u);
 /* Whether this ring can send wakes: the kernel runs IORING_OP_MSG_RING and honours

@@ -482,6 +482,17 @@ int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first)
     return 0;
 }
 
+int mio__uring_accept(struct mio__uring *u, int lfd, uint64_t ud)
+{
+    struct io_uring_sqe *sqe = sqe_get(u);
+
+    if (sqe == NULL)
+        return -EBUSY;
+    io_uring_prep_multishot_accept(sqe, lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ud);
+    return 0;
+}
+
 int mio__uring_fd(const struct mio__uring *u)
 {
     return u->ring.ring_fd;
@@ -661,6 +672,14 @@ int mio__uring_new_plain(int epfd, struct mio__uring **out)
 {
     (void)epfd;
     (void)out;
+    return -EOPNOTSUPP;
+}
+
+int mio__uring_accept(struct mio__uring *u, int lfd, uint64_t ud)
+{
+    (void)u;
+    (void)lfd;
+    (void)ud;
     return -EOPNOTSUPP;
 }
 
