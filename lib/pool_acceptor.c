@@ -272,18 +272,42 @@ static void acceptor_check_full(struct acceptor *a)
         acceptor_set_state(a, MIO__ACC_RUNNING);
 }
 
+/* Pushes fd (accepted on listener l; peer NULL: unknown, the worker asks getpeername) onto
+ * worker wi's ring, which acceptor_pick saw with room. */
+static void acceptor_push(struct acceptor *a, unsigned wi, int fd, unsigned l,
+                          const mio_addr *peer)
+{
+    struct mio__pool_worker *w = &a->pool->workers[wi];
+    struct mio__handoff h;
+    bool pushed;
+
+    h.fd = fd;
+    h.listener = l;
+    h.peer_len = 0;
+    if (peer != NULL && peer->len <= sizeof(h.peer)) {
+        memcpy(&h.peer, &peer->u, peer->len);
+        h.peer_len = peer->len;
+    }
+    /* acceptor_pick saw room and we are the ring's only producer (the consumer only makes
+     * room), so the push cannot fail. */
+    pushed = mio__pool_ring_push(w, &h);
+    assert(pushed);
+    (void)pushed;
+    mio__count(&w->st.handed_off, 1);
+    acceptor_advance(a, wi);
+    a->touched[wi] = true;
+}
+
 /* Accepts from listener l until -EAGAIN, the batch limit, a pause, or stop. */
 static void acceptor_burst(struct acceptor *a, unsigned l)
 {
     mio_pool *pool = a->pool;
     struct mio__pool_counters *st = acceptor_counters(pool);
     int lfd = pool->listeners[l].fds[0];
-    struct mio__handoff h;
     mio_addr peer;
 
     for (unsigned k = 0; k < pool->opts.accept_batch; k++) {
         unsigned wi = acceptor_pick(a);
-        bool pushed;
         int fd;
 
         if (wi == NO_WORKER) {
@@ -294,23 +318,7 @@ static void acceptor_burst(struct acceptor *a, unsigned l)
         fd = mio__socket_accept(lfd, &peer);
         mio__count(&st->accept_calls, 1);
         if (fd >= 0) {
-            struct mio__pool_worker *w = &pool->workers[wi];
-
-            h.fd = fd;
-            h.listener = l;
-            h.peer_len = 0;
-            if (peer.len <= sizeof(h.peer)) {
-                memcpy(&h.peer, &peer.u, peer.len);
-                h.peer_len = peer.len;
-            }
-            /* acceptor_pick saw room and we are the ring's only producer (the consumer only
-             * makes room), so the push cannot fail. */
-            pushed = mio__pool_ring_push(w, &h);
-            assert(pushed);
-            (void)pushed;
-            mio__count(&w->st.handed_off, 1);
-            acceptor_advance(a, wi);
-            a->touched[wi] = true;
+            acceptor_push(a, wi, fd, l, &peer);
             continue;
         }
         switch (mio__pool_accept_failed(fd, lfd, &pool->spare_fd, st)) {
@@ -424,22 +432,11 @@ static void acceptor_ring_listen(struct acceptor *a, bool on)
  * every ring is full. */
 static bool acceptor_handoff(struct acceptor *a, int fd, unsigned l)
 {
-    mio_pool *pool = a->pool;
     unsigned wi = acceptor_pick(a);
-    struct mio__handoff h;
-    bool pushed;
 
     if (wi == NO_WORKER)
         return false;
-    h.fd = fd;
-    h.listener = l;
-    h.peer_len = 0; /* the worker asks getpeername */
-    pushed = mio__pool_ring_push(&pool->workers[wi], &h);
-    assert(pushed); /* as in acceptor_burst */
-    (void)pushed;
-    mio__count(&pool->workers[wi].st.handed_off, 1);
-    acceptor_advance(a, wi);
-    a->touched[wi] = true;
+    acceptor_push(a, wi, fd, l, NULL);
     return true;
 }
 
@@ -494,6 +491,17 @@ static void acceptor_ring_handoff(struct acceptor *a)
     }
 }
 
+/* The listeners leave the ring for accept4 on epoll readiness, from now on (accepts still armed
+ * are cancelled; what they accept meanwhile is still handed off from pend). */
+static void acceptor_listen_on_epoll(struct acceptor *a)
+{
+    acceptor_ring_listen(a, false);
+    a->ring_accept = false;
+    a->registered = false;
+    if (a->state == MIO__ACC_RUNNING)
+        (void)acceptor_register(a, true);
+}
+
 static bool acceptor_accepts_live(const struct acceptor *a)
 {
     for (unsigned l = 0; l < a->pool->nlisteners; l++)
@@ -516,14 +524,9 @@ static void acceptor_ring_accepted(struct acceptor *a)
         if (err == 0 || err == -EINTR || err == -EAGAIN)
             continue; /* armed again below */
         if ((err == -EINVAL || err == -EOPNOTSUPP) && a->ring_accept) {
-            /* No multishot accept here (or a socket it refuses): the listeners go back to
-             * accept4 on epoll readiness, which reports a socket's own errors as before; the
-             * ring stays for the wakes. */
-            acceptor_ring_listen(a, false);
-            a->ring_accept = false;
-            a->registered = false;
-            if (a->state == MIO__ACC_RUNNING)
-                (void)acceptor_register(a, true);
+            /* No multishot accept here (or a socket it refuses): accept4 on epoll readiness,
+             * which reports a socket's own errors as before; the ring stays for the wakes. */
+            acceptor_listen_on_epoll(a);
             continue;
         }
         if (mio__pool_accept_failed(err, lfd, &pool->spare_fd, acceptor_counters(pool)) ==
@@ -565,11 +568,10 @@ static void acceptor_ring_open(struct acceptor *a)
  * is freed on this thread, the only one that entered it. */
 static void acceptor_ring_close(struct acceptor *a)
 {
-    bool accepting = a->ring_accept;
-
     if (a->ring == NULL)
         return;
-    acceptor_ring_listen(a, false);
+    if (a->ring_accept) /* stopping (nothing registers then), or the ring failed */
+        acceptor_listen_on_epoll(a);
     if (mio__uring_unsubmitted(a->ring))
         (void)mio__uring_submit(a->ring);
     acceptor_wakes_sent(a);
@@ -581,7 +583,6 @@ static void acceptor_ring_close(struct acceptor *a)
         acceptor_wakes_sent(a);
         (void)mio__uring_reap(a->ring, acceptor_on_cqe, a);
     }
-    a->ring_accept = false;
     acceptor_ring_handoff(a);
     for (; a->pend_head < a->pend_n; a->pend_head++)
         (void)close(a->pend[a->pend_head].fd);
@@ -595,11 +596,6 @@ static void acceptor_ring_close(struct acceptor *a)
     mio__uring_free(a->ring);
     a->ring = NULL;
     a->epoll_due = false;
-    if (accepting) { /* the listeners go back to epoll readiness while we run */
-        a->registered = false;
-        if (a->state == MIO__ACC_RUNNING)
-            (void)acceptor_register(a, true);
-    }
 }
 
 /* The wait on our ring: submits the wakes prepared since the last one, then blocks for the

@@ -472,19 +472,24 @@ int __wrap_io_uring_submit_and_wait_timeout(struct io_uring *ring, struct io_uri
  * (mio__conn_ring_result, wrapped), as if the kernel had failed the operation. A short send is a
  * real one: the kernel is given half the bytes. `fd` is the conn's (fds from FAULT_RING_FDS on
  * are never faulted). */
+/* A faulted operation prepared as a no-op with its user_data; its completion will report -errno
+ * (the error fault_hit just set) through *due. */
+static int fault_nop_due(struct mio__uring *u, uint64_t ud, atomic_int *due)
+{
+    int err = errno, rc = mio__uring_nop(u, ud);
+
+    if (rc == 0)
+        atomic_store(due, -err);
+    return rc;
+}
+
 int __real_mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first);
 int __wrap_mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first);
 int __wrap_mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first)
 {
-    int err, rc;
-
     if (!fault_ring_fd(fd) || !fault_hit(FAULT_RING_RECV_RES, fd))
         return __real_mio__uring_recv(u, fd, ud, poll_first);
-    err = errno;
-    rc = mio__uring_nop(u, ud);
-    if (rc == 0)
-        atomic_store(&fault_ring_due[MIO__RING_RECV][fd], -err);
-    return rc;
+    return fault_nop_due(u, ud, &fault_ring_due[MIO__RING_RECV][fd]);
 }
 
 int __real_mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud);
@@ -525,15 +530,9 @@ int __real_mio__uring_accept(struct mio__uring *u, int lfd, uint64_t ud);
 int __wrap_mio__uring_accept(struct mio__uring *u, int lfd, uint64_t ud);
 int __wrap_mio__uring_accept(struct mio__uring *u, int lfd, uint64_t ud)
 {
-    int err, rc;
-
     if (!fault_ring_fd(lfd) || !fault_hit(FAULT_ACCEPT4, lfd))
         return __real_mio__uring_accept(u, lfd, ud);
-    err = errno;
-    rc = mio__uring_nop(u, ud);
-    if (rc == 0)
-        atomic_store(&fault_accept_due[lfd], -err);
-    return rc;
+    return fault_nop_due(u, ud, &fault_accept_due[lfd]);
 }
 
 int __real_mio__pool_ring_accept_result(int lfd, int res);

@@ -718,22 +718,42 @@ static void xstop_read(mio_conn *c, const void *data, size_t len, void *arg)
 
 static const mio_conn_ops xstop_ops = {xstop_read, NULL, NULL};
 
+/* Two xstop conns, each the other's "other", open on r (pair i: cli[i], srv[i]). */
+static void xstop_open(struct xstop *both[2], int cli[2])
+{
+    int srv;
+
+    both[0]->other = both[1];
+    both[1]->other = both[0];
+    for (int i = 0; i < 2; i++) {
+        make_pair(&cli[i], &srv);
+        assert_int_equal(mio_conn_open(r, srv, &xstop_ops, both[i], &both[i]->c), 0);
+    }
+    assert_true(mio_reactor_run_once(r, 0) >= 0);
+}
+
+/* Arms the stop and runs until the first read of the batch has stopped the other conn. */
+static void xstop_run_armed(void)
+{
+    unsigned long long until = mio_test_now_ms() + 5000;
+
+    xstop_armed = true;
+    while (xstop_armed && mio_test_now_ms() < until)
+        assert_true(mio_reactor_run_once(r, 100) >= 0);
+    assert_false(xstop_armed);
+    run_for(10);
+}
+
 static void test_stop_reading_other_in_batch(void **state)
 {
     struct xstop a = {0}, b = {0};
     struct xstop *both[2] = {&a, &b};
-    int cli[2], srv[2];
+    int cli[2];
     unsigned char buf[300];
     size_t sent = 0;
 
     (void)state;
-    a.other = &b;
-    b.other = &a;
-    for (int i = 0; i < 2; i++) {
-        make_pair(&cli[i], &srv[i]);
-        assert_int_equal(mio_conn_open(r, srv[i], &xstop_ops, both[i], &both[i]->c), 0);
-    }
-    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    xstop_open(both, cli);
     for (int round = 0; round < 40; round++) {
         unsigned long long until;
 
@@ -743,12 +763,7 @@ static void test_stop_reading_other_in_batch(void **state)
             assert_int_equal(send(cli[i], buf, sizeof buf, 0), (ssize_t)sizeof buf);
         sent += sizeof buf;
         usleep(2000); /* both arrive before the next wait */
-        xstop_armed = true;
-        until = mio_test_now_ms() + 5000;
-        while (xstop_armed && mio_test_now_ms() < until)
-            assert_true(mio_reactor_run_once(r, 100) >= 0);
-        assert_false(xstop_armed);
-        run_for(10);
+        xstop_run_armed();
         assert_int_equal(a.got_while_off + b.got_while_off, 0); /* stopped: nothing delivered */
         for (int i = 0; i < 2; i++)
             if (both[i]->off) {
@@ -777,18 +792,12 @@ static void test_stop_reading_other_then_eof(void **state)
 {
     struct xstop a = {0}, b = {0};
     struct xstop *both[2] = {&a, &b};
-    int cli[2], srv[2];
+    int cli[2];
     unsigned char buf[3000];
     unsigned long long until;
 
     (void)state;
-    a.other = &b;
-    b.other = &a;
-    for (int i = 0; i < 2; i++) {
-        make_pair(&cli[i], &srv[i]);
-        assert_int_equal(mio_conn_open(r, srv[i], &xstop_ops, both[i], &both[i]->c), 0);
-    }
-    assert_true(mio_reactor_run_once(r, 0) >= 0);
+    xstop_open(both, cli);
     for (size_t i = 0; i < sizeof buf; i++)
         buf[i] = (unsigned char)i;
     for (int i = 0; i < 2; i++) {
@@ -796,12 +805,7 @@ static void test_stop_reading_other_then_eof(void **state)
         assert_int_equal(shutdown(cli[i], SHUT_WR), 0);
     }
     usleep(2000); /* bytes and FINs arrive before the next wait */
-    xstop_armed = true;
-    until = mio_test_now_ms() + 5000;
-    while (xstop_armed && mio_test_now_ms() < until)
-        assert_true(mio_reactor_run_once(r, 100) >= 0);
-    assert_false(xstop_armed);
-    run_for(10);
+    xstop_run_armed();
     assert_int_equal(a.got_while_off + b.got_while_off, 0);
     for (int i = 0; i < 2; i++)
         if (both[i]->off) {
