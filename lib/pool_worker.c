@@ -1,6 +1,6 @@
 /* Pool worker: a thread running one reactor. In acceptor mode it drains its hand-off ring (the
  * reactor's cross-thread source) and calls the user's accept function; in reuseport mode it owns
- * one SO_REUSEPORT listener per mio_pool_listen and accepts itself. On stop it closes its
+ * one SO_REUSEPORT listener per mio_pool_listen and accepts itself (pool_worker_accept.c). On stop it closes its
  * listeners, closes fds still in its ring, flushes and closes its conns, and leaves its loop.
  * Worker thread, except the ring helpers, whose comments name their thread. */
 #ifdef HAVE_CONFIG_H
@@ -20,6 +20,7 @@
 #include "net/net_int.h"
 
 #define STOP_TICK_MS 2
+#define ACCEPT_CANCEL_MS 1000 /* the longest a stop waits for a cancelled accept's end */
 
 /* ---- the hand-off ring (single producer: the acceptor; single consumer: this worker) ---- */
 
@@ -81,11 +82,7 @@ static void handoff_peer(const struct mio__handoff *h, mio_addr *peer)
         memcpy(&peer->u, &h->peer, h->peer_len);
         return;
     }
-    peer->len = sizeof(peer->u);
-    if (getpeername(h->fd, &peer->u.sa, &peer->len) == -1) {
-        peer->len = sizeof(sa_family_t); /* gone already: an address of the family only */
-        peer->u.sa.sa_family = AF_UNSPEC;
-    }
+    mio__pool_getpeer(h->fd, peer);
 }
 
 /* Worker thread. Delivers at most one ring's worth per call so a producer refilling the ring
@@ -119,115 +116,13 @@ static void worker_drain(mio_reactor *r, void *arg)
     }
 }
 
-/* ---- reuseport mode: accepting on the worker ---- */
-
-struct worker_listen_ctx {
-    struct mio__pool_worker *w;
-    unsigned listener;
-};
-
-static void worker_accept_burst(struct mio__pool_worker *w, unsigned l);
-
-static void worker_accept_all(struct mio__pool_worker *w)
-{
-    for (unsigned l = 0; l < w->pool->nlisteners && !w->accept_paused; l++)
-        worker_accept_burst(w, l);
-}
-
-static void worker_on_resume(mio_reactor *r, mio_timer_id id, void *arg)
-{
-    struct mio__pool_worker *w = arg;
-
-    (void)r;
-    (void)id;
-    w->accept_paused = false;
-    w->accept_more = false;
-    if (!w->stopping)
-        worker_accept_all(w);
-}
-
-static void worker_pause(struct mio__pool_worker *w, uint64_t ms)
-{
-    if (mio_reactor_timer_start(w->r, ms, 0, worker_on_resume, w, NULL) == 0)
-        w->accept_paused = true;
-}
-
-/* Edge-triggered: a burst ends at -EAGAIN, or at the batch limit, in which case a zero-delay timer
- * continues it on the next iteration so other handlers get their turn. */
-static void worker_accept_burst(struct mio__pool_worker *w, unsigned l)
-{
-    mio_pool *pool = w->pool;
-    struct mio__pool_listener *ls = &pool->listeners[l];
-    int lfd = ls->fds[w->index];
-    mio_addr peer;
-
-    for (unsigned k = 0; k < pool->opts.accept_batch; k++) {
-        int fd;
-
-        if (w->stopping || w->accept_paused || lfd < 0)
-            return;
-        fd = mio__socket_accept(lfd, &peer);
-        mio__count(&w->st.accept_calls, 1);
-        if (fd >= 0) {
-            mio__count(&w->st.accepted, 1);
-            ls->fn(w->r, fd, &peer, ls->arg);
-            continue;
-        }
-        switch (mio__pool_accept_failed(fd, lfd, &w->spare_fd, &w->st)) {
-        case MIO__ACCEPT_DRAINED:
-            return;
-        case MIO__ACCEPT_SKIP:
-            continue;
-        case MIO__ACCEPT_PAUSE:
-            worker_pause(w, MIO__POOL_ACCEPT_PAUSE_MS);
-            return;
-        }
-    }
-    if (!w->accept_more) {
-        w->accept_more = true;
-        worker_pause(w, 0);
-    }
-}
-
-static void worker_on_listen(mio_reactor *r, mio_token token, const mio_event *ev, void *arg)
-{
-    struct worker_listen_ctx *ctx = arg;
-
-    (void)r;
-    (void)token;
-    (void)ev;
-    if (!ctx->w->accept_paused)
-        worker_accept_burst(ctx->w, ctx->listener);
-}
-
-/* ---- stop ---- */
-
-/* Reuseport mode: this worker's listeners leave its poll and close. Each worker owns its slot
- * fds[index] of every listener (the owner touches them only once the workers are joined). */
-static void worker_close_listeners(struct mio__pool_worker *w)
-{
-    mio_pool *pool = w->pool;
-
-    if (pool->opts.mode != MIO_POOL_REUSEPORT)
-        return;
-    for (unsigned l = 0; l < pool->nlisteners; l++) {
-        struct mio__pool_listener *ls = &pool->listeners[l];
-
-        if (ls->fds[w->index] >= 0) {
-            (void)mio_reactor_remove(w->r, ls->tokens[w->index]);
-            (void)close(ls->fds[w->index]);
-            ls->fds[w->index] = -1;
-        }
-    }
-}
-
 static void worker_drain_task(mio_reactor *r, void *arg)
 {
     struct mio__pool_worker *w = arg;
     mio_pool *pool = w->pool;
 
     (void)r;
-    worker_close_listeners(w);
+    mio__pool_worker_close_listeners(w);
     /* The mutex publishes the closed slots to the owner, which waits for every ack. */
     pthread_mutex_lock(&pool->mu);
     w->drain_done = true;
@@ -269,7 +164,7 @@ static void worker_failed(struct mio__pool_worker *w, int err)
 
     mio__pr_store_64(&w->st.loop_error, (uint64_t)(int64_t)err);
     w->stopping = true;
-    worker_close_listeners(w);
+    mio__pool_worker_close_listeners(w);
     mio__pool_spare_close(&w->spare_fd);
     pthread_mutex_lock(&pool->mu);
     mio__pr_store_uint(&w->out_of_service, 1);
@@ -283,14 +178,31 @@ int mio__pool_worker_post_drain(struct mio__pool_worker *w)
     return mio_reactor_post(w->r, worker_drain_task, w);
 }
 
+/* The stop is complete: every conn closed (forced at the deadline), and the last completions of
+ * the listeners' cancelled accepts seen, so that no fd they carry is left to the ring's teardown
+ * (bounded: a cancel completes within the iteration that submits it). */
+static bool worker_stopped(mio_reactor *r, struct mio__pool_worker *w)
+{
+    if (mio__conn_close_all(r, w->deadline) != 0)
+        return false;
+    return !mio__pool_worker_accepts_live(w) ||
+           mio_reactor_now_ms(r) >= w->deadline + ACCEPT_CANCEL_MS;
+}
+
 static void worker_stop_tick(mio_reactor *r, mio_timer_id id, void *arg)
 {
     struct mio__pool_worker *w = arg;
 
-    if (mio__conn_close_all(r, w->deadline) == 0) {
+    if (worker_stopped(r, w)) {
         (void)mio_reactor_timer_cancel(r, id);
         mio__reactor_stop(r);
     }
+}
+
+void mio__pool_worker_accept_ended(struct mio__pool_worker *w)
+{
+    if (w->stopping && !w->stop_ticking && worker_stopped(w->r, w))
+        mio__reactor_stop(w->r);
 }
 
 static void worker_stop_task(mio_reactor *r, void *arg)
@@ -301,14 +213,22 @@ static void worker_stop_task(mio_reactor *r, void *arg)
     w->stopping = true;
     /* Close to new SYNs as early as possible: what the kernel queued on this listener is reset
      * when it closes (see pool.h). */
-    worker_close_listeners(w);
+    mio__pool_worker_close_listeners(w);
     mio__pool_spare_close(&w->spare_fd);
     mio__pool_worker_close_ring(w);
     mio__reactor_update_now(r);
     w->deadline = mio_reactor_now_ms(r) + (uint64_t)pool->drain_ms;
-    if (mio__conn_close_all(r, w->deadline) == 0 ||
-        mio_reactor_timer_start(r, STOP_TICK_MS, STOP_TICK_MS, worker_stop_tick, w, NULL) < 0)
+    if (worker_stopped(r, w)) {
         mio__reactor_stop(r);
+    } else if (mio__conn_close_all(r, w->deadline) == 0 && mio__pool_worker_accepts_cancelled(w)) {
+        /* only the accepts' last completions are left: they end the stop
+         * (mio__pool_worker_accept_ended), without a timer that could fail */
+    } else if (mio_reactor_timer_start(r, STOP_TICK_MS, STOP_TICK_MS, worker_stop_tick, w, NULL) ==
+               0) {
+        w->stop_ticking = true;
+    } else {
+        mio__reactor_stop(r);
+    }
 }
 
 /* Owner thread, with every producer stopped. Returns 0 or -EAGAIN (task queue full: retry). */
@@ -319,47 +239,25 @@ int mio__pool_worker_post_stop(struct mio__pool_worker *w)
 
 /* ---- the thread ---- */
 
-static int worker_setup(struct mio__pool_worker *w, struct worker_listen_ctx **ctxs)
+static int worker_setup(struct mio__pool_worker *w)
 {
-    mio_pool *pool = w->pool;
-    int err;
-
-    if (pool->opts.mode == MIO_POOL_ACCEPTOR) {
+    if (w->pool->opts.mode == MIO_POOL_ACCEPTOR) {
         struct mio__reactor_source src = {worker_pending, worker_drain, w};
 
         return mio__reactor_set_source(w->r, &src);
     }
-    err = mio__pool_spare_open();
-    if (err < 0)
-        return err;
-    w->spare_fd = err;
-    *ctxs = mio__calloc(mio__reactor_arena(w->r), pool->nlisteners, sizeof(**ctxs));
-    if (*ctxs == NULL)
-        return -ENOMEM;
-    for (unsigned l = 0; l < pool->nlisteners; l++) {
-        struct mio__pool_listener *ls = &pool->listeners[l];
-
-        (*ctxs)[l].w = w;
-        (*ctxs)[l].listener = l;
-        err = mio_reactor_add(w->r, ls->fds[w->index], MIO_READABLE, worker_on_listen, &(*ctxs)[l],
-                              &ls->tokens[w->index]);
-        if (err < 0)
-            return err;
-    }
-    return 0;
+    return mio__pool_worker_listen(w);
 }
-
 void *mio__pool_worker_main(void *arg)
 {
     struct mio__pool_worker *w = arg;
-    struct worker_listen_ctx *ctxs = NULL;
     int err, run_err;
 
     mio__pool_thread_enter(w->pool);
     mio__mem_thread_start();
     if (w->pool->opts.pin_cpus)
         mio__pool_pin(w->pool, w->index);
-    err = worker_setup(w, &ctxs);
+    err = worker_setup(w);
     /* Before the start barrier: mio_pool_start returns after every worker's hook, and the loop
      * (where fds are accepted or taken from the ring) has not run yet. */
     if (err == 0 && w->pool->opts.on_worker_start != NULL)
@@ -375,6 +273,6 @@ void *mio__pool_worker_main(void *arg)
     if (err == 0 && w->pool->opts.on_worker_stop != NULL)
         w->pool->opts.on_worker_stop(w->r, w->index, w->pool->opts.worker_arg);
     mio__reactor_quiesce(w->r); /* the owner frees the reactor without entering its ring */
-    mio__free(mio__reactor_arena(w->r), ctxs);
+    mio__pool_worker_listen_free(w);
     return NULL;
 }

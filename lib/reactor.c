@@ -77,6 +77,8 @@ struct mio_reactor {
     bool waited;              /* io_uring backend: this iteration's wait had a non-zero timeout */
     bool ring_woke;           /* io_uring backend: a wake came as a ring message (MIO__UD_WAKE) */
     struct mio__reactor_source src;
+    mio__reactor_cqe_fn aux_fn; /* io_uring backend: completions tagged MIO__REACTOR_UD_AUX */
+    void *aux_ctx;
     struct mio__post_queue tasks; /* ck_ring pads its own producer/consumer lines */
     char pad0[PAD];
 
@@ -707,7 +709,11 @@ static void ring_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsigne
         r->ring_woke = true; /* the waker's event by another road: no handler ran */
         return;
     }
-    if (r->ext != NULL && r->ext->complete != NULL) {
+    if ((ud & MIO__REACTOR_UD_AUX) && r->aux_fn != NULL && !(ud & MIO__UD_URGENT)) {
+        r->aux_fn(r, r->aux_ctx, ud, res, flags);
+        settle_point(r);
+        r->ring_ran++;
+    } else if (r->ext != NULL && r->ext->complete != NULL) {
         r->ext->complete(r, r->ext_ctx, ud, res, flags, bid);
         if (ud & MIO__UD_URGENT)
             return; /* no callback ran; the settle waits for the end of the urgent pass */
@@ -917,10 +923,22 @@ int mio__reactor_ring_fd(const mio_reactor *r)
     return r->uring != NULL ? mio__uring_fd(r->uring) : -1;
 }
 
+/* The quiesce's completions: the aux consumer's reach it (an accept's carries an fd, which it
+ * closes: the reactor is done), the rest are dropped. */
+static void quiesce_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsigned bid)
+{
+    mio_reactor *r = arg;
+
+    if ((ud & MIO__REACTOR_UD_AUX) && !(ud & MIO__UD_URGENT) && r->aux_fn != NULL)
+        r->aux_fn(r, r->aux_ctx, ud, res, flags);
+    if (flags & MIO__CQE_BUFFER)
+        mio__uring_buf_put(r->uring, bid);
+}
+
 void mio__reactor_quiesce(mio_reactor *r)
 {
     if (r->uring != NULL)
-        mio__uring_quiesce(r->uring);
+        mio__uring_quiesce(r->uring, quiesce_on_cqe, r);
 }
 
 mio__arena mio__reactor_arena(const mio_reactor *r)
@@ -953,6 +971,15 @@ int mio__reactor_attach(mio_reactor *r, const struct mio__reactor_ext *ext, void
         return -EEXIST;
     r->ext = ext;
     r->ext_ctx = ctx;
+    return 0;
+}
+
+int mio__reactor_set_aux(mio_reactor *r, mio__reactor_cqe_fn fn, void *ctx)
+{
+    if (fn != NULL && r->aux_fn != NULL)
+        return -EEXIST;
+    r->aux_fn = fn;
+    r->aux_ctx = fn != NULL ? ctx : NULL;
     return 0;
 }
 

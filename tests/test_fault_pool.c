@@ -171,12 +171,12 @@ static void accept_errors(int mode)
     mio_pool_free(p);
 }
 
-/* The io_uring acceptor accepts with a multishot accept on its ring: FAULT_ACCEPT4 fails it when
- * it is armed (tests/fault.h), and the acceptor arms it when it starts and again after each
- * error. So each error gets a pool of its own, faulted from its start: the errors are counted as
- * accept4's are, the accept is armed again (at once, or after the pause), and the client that
- * comes then is served. */
-static bool ring_acceptor(void)
+/* On io_uring the acceptor, or in reuseport mode each worker, accepts with a multishot accept on
+ * its ring: FAULT_ACCEPT4 fails it when it is armed (tests/fault.h), and the pool arms it when it
+ * starts and again after each error. So each error gets a pool of its own, faulted from its
+ * start: the errors are counted as accept4's are, the accept is armed again (at once, or after
+ * the pause), and the client that comes then is served. */
+static bool ring_pool(void)
 {
     mio_pool_opts o = {.workers = 1};
     mio_pool *p;
@@ -188,9 +188,11 @@ static bool ring_acceptor(void)
     return ring;
 }
 
-static void accept_error_ring(int err, long count, uint64_t want_errors, uint64_t want_emfile)
+static void accept_error_ring(int mode, int err, long count, uint64_t want_errors,
+                              uint64_t want_emfile)
 {
-    mio_pool_opts o = {.workers = 2, .mode = MIO_POOL_ACCEPTOR};
+    /* one reuseport worker: the client must land on the listener whose accept was faulted */
+    mio_pool_opts o = {.workers = mode == MIO_POOL_REUSEPORT ? 1 : 2, .mode = mode};
     mio_worker_stats st;
     mio_pool *p;
     mio_addr a;
@@ -221,24 +223,24 @@ static void accept_error_ring(int err, long count, uint64_t want_errors, uint64_
     mio_pool_free(p);
 }
 
-static void accept_errors_ring(void)
+static void accept_errors_ring(int mode)
 {
     static const int counted[] = {ECONNABORTED, EPROTO, EPERM, ENOBUFS, ENOMEM};
 
     for (size_t i = 0; i < sizeof counted / sizeof counted[0]; i++)
-        accept_error_ring(counted[i], 1, 1, 0);
-    accept_error_ring(EMFILE, 1, 0, 1); /* nothing pending to shed: counted, paused, served */
-    accept_error_ring(ENFILE, 1, 0, 1);
-    accept_error_ring(EINTR, 3, 0, 0); /* armed again at once, not an error */
+        accept_error_ring(mode, counted[i], 1, 1, 0);
+    accept_error_ring(mode, EMFILE, 1, 0, 1); /* nothing pending to shed: counted, paused, served */
+    accept_error_ring(mode, ENFILE, 1, 0, 1);
+    accept_error_ring(mode, EINTR, 3, 0, 0); /* armed again at once, not an error */
     /* a kernel without multishot accept: the listeners go back to accept4 on epoll readiness */
-    accept_error_ring(EINVAL, 1, 0, 0);
+    accept_error_ring(mode, EINVAL, 1, 0, 0);
 }
 
 static void test_accept_errors_acceptor(void **state)
 {
     (void)state;
-    if (ring_acceptor()) {
-        accept_errors_ring();
+    if (ring_pool()) {
+        accept_errors_ring(MIO_POOL_ACCEPTOR);
         return;
     }
     accept_errors(MIO_POOL_ACCEPTOR);
@@ -247,6 +249,10 @@ static void test_accept_errors_acceptor(void **state)
 static void test_accept_errors_reuseport(void **state)
 {
     (void)state;
+    if (ring_pool()) {
+        accept_errors_ring(MIO_POOL_REUSEPORT);
+        return;
+    }
     accept_errors(MIO_POOL_REUSEPORT);
 }
 

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <mio/mio.h>
@@ -678,6 +680,61 @@ static void test_alloc_every_site(void **state)
     print_message("ring reactor and conn: %ld allocation sites failed in turn\n", n);
 }
 
+/* ---- the quiesce hands the aux consumer its completions ---- */
+
+struct aux_seen {
+    int fds, ended;
+};
+
+static void aux_cqe(mio_reactor *r, void *ctx, uint64_t ud, int res, unsigned flags)
+{
+    struct aux_seen *seen = ctx;
+
+    (void)r;
+    assert_true((ud & MIO__REACTOR_UD_AUX) != 0);
+    if (res >= 0) {
+        close(res);
+        seen->fds++;
+    }
+    if (!(flags & MIO__CQE_MORE))
+        seen->ended++;
+}
+
+/* A multishot accept on a ring reactor (the pool's, on a reuseport worker) accepted a connection
+ * that nobody reaped when the reactor's loop ended: the quiesce hands that completion to the aux
+ * consumer, which closes the fd, then the accept's last one (cancelled). Dropped, the fd would
+ * stay open (fault_teardown counts them). */
+static void test_quiesce_hands_aux(void **state)
+{
+    mio_reactor_opts ring = {.backend = MIO_BACKEND_IO_URING};
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sin;
+    struct aux_seen seen = {0};
+    mio_reactor *r;
+    int lfd, c;
+
+    (void)state;
+    assert_int_equal(mio_reactor_new(&ring, &r), 0);
+    assert_int_equal(mio__reactor_set_aux(r, aux_cqe, &seen), 0);
+    assert_int_equal(mio__reactor_set_aux(r, aux_cqe, &seen), -EEXIST);
+    lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
+    assert_int_equal(mio__uring_accept(mio__reactor_uring(r), lfd, MIO__REACTOR_UD_AUX | 1u), 0);
+    assert_int_equal(mio__uring_submit(mio__reactor_uring(r)), 0);
+    c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&sin, sizeof sin), 0);
+    usleep(20000); /* the kernel's accept runs; its completion waits in the CQ */
+    mio__reactor_quiesce(r);
+    assert_int_equal(seen.fds, 1);
+    assert_int_equal(seen.ended, 1);
+    mio_reactor_free(r);
+    close(c);
+    close(lfd);
+}
+
 /* ---- waking a ring reactor asleep in its wait while the eventfd write fails ---- */
 
 struct sleeper {
@@ -753,6 +810,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nobufs, fault_setup, fault_teardown),
         cmocka_unit_test_setup_teardown(test_wake_write_faults, fault_setup, fault_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_every_site, fault_setup, fault_teardown),
+        cmocka_unit_test_setup_teardown(test_quiesce_hands_aux, fault_setup, fault_teardown),
     };
     int err;
 

@@ -60,9 +60,9 @@ static void on_accept(mio_reactor *w, int fd, const mio_addr *peer, void *arg)
         close(fd);
 }
 
-static mio_pool *pool_up(int backend, mio_addr *a)
+static mio_pool *pool_up_mode(int backend, int mode, mio_addr *a)
 {
-    mio_pool_opts o = {.workers = WORKERS, .mode = MIO_POOL_ACCEPTOR, .backend = backend};
+    mio_pool_opts o = {.workers = WORKERS, .mode = mode, .backend = backend};
     mio_pool *p;
 
     atomic_store(&n_accepted, 0);
@@ -73,6 +73,11 @@ static mio_pool *pool_up(int backend, mio_addr *a)
     assert_int_equal(mio_pool_local_addr(p, 0, a), 0);
     assert_int_equal(mio_pool_start(p), 0);
     return p;
+}
+
+static mio_pool *pool_up(int backend, mio_addr *a)
+{
+    return pool_up_mode(backend, MIO_POOL_ACCEPTOR, a);
 }
 
 /* A connected client with 5 s send and receive timeouts, or -errno. */
@@ -285,9 +290,8 @@ static void *burst_thread(void *arg)
     return NULL;
 }
 
-static void test_stop_in_flight(void **state)
+static void stop_in_flight(int mode)
 {
-    (void)state;
     for (int round = 0; round < 5; round++) {
         struct burst b;
         pthread_t t;
@@ -295,7 +299,7 @@ static void test_stop_in_flight(void **state)
         mio_pool *p;
 
         fault_begin();
-        p = pool_up(MIO_BACKEND_IO_URING, &a);
+        p = pool_up_mode(MIO_BACKEND_IO_URING, mode, &a);
         b.a = &a;
         assert_int_equal(pthread_create(&t, NULL, burst_thread, &b), 0);
         /* stop at different points of the burst */
@@ -310,6 +314,60 @@ static void test_stop_in_flight(void **state)
         assert_int_equal(atomic_load(&n_closed), atomic_load(&n_accepted));
         fault_end(); /* fds, allocations, rings as before */
     }
+}
+
+static void test_stop_in_flight(void **state)
+{
+    (void)state;
+    stop_in_flight(MIO_POOL_ACCEPTOR);
+}
+
+/* Reuseport workers on io_uring accept on their rings: the stop cancels the armed accepts, and
+ * what they accepted before the cancel took effect is closed, not leaked. */
+static void test_stop_in_flight_reuseport(void **state)
+{
+    (void)state;
+    stop_in_flight(MIO_POOL_REUSEPORT);
+}
+
+/* The accepts of a reuseport pool, summed over the workers: FAULT_ACCEPT4 counts both accept4
+ * calls and the ring accepts armed (tests/fault.h). */
+static void reuseport_serve(int backend, long *calls, uint64_t *accept_calls)
+{
+    mio_addr a;
+    mio_pool *p;
+
+    p = pool_up_mode(backend, MIO_POOL_REUSEPORT, &a);
+    fault_count_reset(FAULT_ACCEPT4);
+    serve_one_by_one(p, &a);
+    *accept_calls = 0;
+    for (unsigned i = 0; i < WORKERS; i++) {
+        mio_worker_stats ws;
+
+        assert_int_equal(mio_pool_stats(p, i, &ws), 0);
+        *accept_calls += ws.accept_calls;
+    }
+    *calls = fault_calls(FAULT_ACCEPT4);
+    assert_int_equal(atomic_load(&n_accepted), CONNS);
+    pool_down(p);
+}
+
+/* On io_uring each reuseport worker arms one multishot accept, at start, and every connection
+ * is one of its completions: no accept4 at all. On epoll, an accept4 per connection and one more
+ * that finds the backlog empty. */
+static void test_reuseport_ring_accept(void **state)
+{
+    long calls;
+    uint64_t accept_calls;
+
+    (void)state;
+    fault_count_reset(FAULT_ACCEPT4);
+    reuseport_serve(MIO_BACKEND_IO_URING, &calls, &accept_calls);
+    assert_int_equal(calls, 0); /* armed before the count was reset, never again */
+    assert_int_equal(accept_calls, CONNS);
+    reuseport_serve(MIO_BACKEND_EPOLL, &calls, &accept_calls);
+    assert_true(calls >= 2 * CONNS);
+    assert_int_equal(accept_calls, calls);
 }
 
 /* On epoll nothing goes by ring: wakes_ring stays 0, every performed wake writes the eventfd. */
@@ -361,6 +419,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ring_wakes, fault_setup, fault_teardown),
         cmocka_unit_test_setup_teardown(test_ring_wake_fails, fault_setup, fault_teardown),
         cmocka_unit_test(test_stop_in_flight),
+        cmocka_unit_test(test_stop_in_flight_reuseport),
+        cmocka_unit_test_setup_teardown(test_reuseport_ring_accept, fault_setup, fault_teardown),
         cmocka_unit_test_setup_teardown(test_epoll_no_ring, fault_setup, fault_teardown),
     };
 

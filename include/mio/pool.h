@@ -60,7 +60,9 @@ typedef struct mio_pool_opts {
     int balance;           /* MIO_BALANCE_ROUND_ROBIN, _LEAST_LOADED or _AWAKE_FIRST */
     unsigned ring_size;    /* hand-off ring slots per worker (power of two); 0: 1024 */
     int backlog;           /* listen backlog; 0: 1024 */
-    unsigned accept_batch; /* accepts per listener readiness before yielding; 0: 256 */
+    unsigned accept_batch; /* accepts per listener readiness before yielding; 0: 256
+                              (accept4 on epoll readiness only: the io_uring backend's multishot
+                              accepts post one completion per connection) */
     bool pin_cpus;         /* pin worker i (and the acceptor) to CPUs round robin */
     bool nodelay;          /* TCP_NODELAY on every accepted TCP connection (set once on the
                               listeners, which pass it on: no syscall per connection) */
@@ -88,7 +90,7 @@ typedef struct mio_worker_stats {
     uint64_t emfile;          /* EMFILE/ENFILE on accept (a pending connection was shed) */
     uint64_t accept_errors;   /* ECONNABORTED / EPROTO / EPERM skipped, ENOBUFS / ENOMEM */
     uint64_t ring_len;        /* fds waiting in this worker's ring now */
-    uint64_t accept_calls;    /* accept4 calls made (io_uring acceptor: accept completions) */
+    uint64_t accept_calls;    /* accept4 calls made (io_uring: accept completions) */
     uint64_t listener_paused; /* times accepting paused because every ring was full */
     uint64_t wakes_ring;      /* of wakes_performed, those sent as an io_uring message to the
                                  worker's ring (io_uring backend), no eventfd written; a message

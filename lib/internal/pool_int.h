@@ -87,6 +87,8 @@ struct mio__pool_worker {
     int spare_fd;       /* reuseport: spare fd for EMFILE */
     bool accept_paused; /* reuseport: EMFILE pause in progress */
     bool accept_more;   /* reuseport: a batch hit its limit, a continuation is queued */
+    bool stop_ticking;  /* the stop's tick timer runs */
+    struct mio__worker_listen *listen; /* reuseport: this worker's state of each listener */
 };
 
 /* Any thread: the worker's loop has not failed for good (pool_worker.c, worker_failed). Relaxed:
@@ -132,14 +134,34 @@ bool mio__pool_ring_pop(struct mio__pool_worker *w, struct mio__handoff *h);
 unsigned mio__pool_ring_len(struct mio__pool_worker *w);
 bool mio__pool_ring_has_room(struct mio__pool_worker *w);
 
-/* Returns res unchanged. Every completion of the acceptor's multishot accepts passes through
- * here with its listener's fd before the acceptor acts on it. Defined alone in
- * pool_accept_result.c so that the fault-injection tests can reroute it with -Wl,--wrap (as
- * mio__conn_ring_result, internal/conn_ring_result.h): a result that arrives in a CQE offers them
- * no call to fail. */
+/* Returns res unchanged. Every completion of the pool's multishot accepts (the acceptor's and the
+ * reuseport workers') passes through here with its listener's fd before it is acted on. Defined
+ * alone in pool_accept_result.c so that the fault-injection tests can reroute it with -Wl,--wrap
+ * (as mio__conn_ring_result, internal/conn_ring_result.h): a result that arrives in a CQE offers
+ * them no call to fail. */
 int mio__pool_ring_accept_result(int lfd, int res);
 
+/* reuseport mode, worker thread (pool_worker_accept.c) */
+/* Sets up accepting on the worker's listeners: the spare fd, and each listener registered for
+ * accept4 on readiness (epoll) or its multishot accept armed on the worker's ring (io_uring).
+ * Returns 0 or -errno. */
+int mio__pool_worker_listen(struct mio__pool_worker *w);
+/* Closes the worker's listeners (their accepts on the ring cancelled first). */
+void mio__pool_worker_close_listeners(struct mio__pool_worker *w);
+/* A listener's accept on the ring has not reported its last completion yet (cancels that did not
+ * fit in the SQ before are prepared again). */
+bool mio__pool_worker_accepts_live(struct mio__pool_worker *w);
+/* Every accept still live has its cancel prepared (it goes out at the end of this iteration). */
+bool mio__pool_worker_accepts_cancelled(const struct mio__pool_worker *w);
+/* Releases what mio__pool_worker_listen set up (after the loop ended). */
+void mio__pool_worker_listen_free(struct mio__pool_worker *w);
+/* The peer of an accepted fd (AF_UNSPEC when the client has gone already). Any thread. */
+void mio__pool_getpeer(int fd, mio_addr *peer);
+
 /* worker side (pool_worker.c) */
+/* A stopping worker's accept on the ring reported its last completion: the stop ends now if
+ * nothing else is left. */
+void mio__pool_worker_accept_ended(struct mio__pool_worker *w);
 void *mio__pool_worker_main(void *arg);
 int mio__pool_worker_post_stop(struct mio__pool_worker *w);
 /* Owner thread, reuseport mode: has worker w close its listeners and set its drain_done (under

@@ -123,6 +123,18 @@ struct mio__reactor_ext {
      * no settle point until all of them have been seen: they must run no user callback. */
     unsigned (*submit)(mio_reactor *r, void *ctx);
 };
+/* io_uring backend: a second consumer of the ring's completions, beside the attached layer: the
+ * pool's multishot accepts on a reuseport worker's ring. A completion whose user_data has
+ * MIO__REACTOR_UD_AUX set (and not MIO__UD_URGENT) reaches fn, with the bit still set, instead of
+ * the ext's complete; it is called from the loop like a handler (a settle point follows). Its
+ * operations must not take provided buffers. The tag is above every conn token (below 2^56) and
+ * below the bits the ring and the conn layer keep for themselves (61-63). Set it before the
+ * reactor runs; fn NULL removes it. Returns 0, or -EEXIST when another fn is set. */
+#define MIO__REACTOR_UD_AUX (UINT64_C(1) << 60)
+typedef void (*mio__reactor_cqe_fn)(mio_reactor *r, void *ctx, uint64_t ud, int res,
+                                    unsigned flags);
+int mio__reactor_set_aux(mio_reactor *r, mio__reactor_cqe_fn fn, void *ctx);
+
 /* Returns 0, or -EEXIST when another layer is attached already. */
 int mio__reactor_attach(mio_reactor *r, const struct mio__reactor_ext *ext, void *ctx);
 /* The attached ctx, or NULL. */
@@ -150,7 +162,8 @@ struct mio__uring *mio__reactor_uring(const mio_reactor *r);
 /* io_uring backend: cancels and reaps everything in flight on the ring, on the calling thread,
  * which must be the one that ran the reactor (a pool worker, after its last callback), so that
  * the thread that frees the reactor never enters its ring (mio__uring_quiesce says why). The
- * reactor must not run again. A no-op with epoll. */
+ * aux consumer (mio__reactor_set_aux) still sees its completions reaped meanwhile; the attached
+ * layer's are dropped. The reactor must not run again. A no-op with epoll. */
 void mio__reactor_quiesce(mio_reactor *r);
 
 /* Refreshes the cached clock (after a long callback). */

@@ -45,8 +45,12 @@ int mio__uring_new_plain(int epfd, struct mio__uring **out);
 /* Cancels everything in flight and reaps it (bounded in time). Call it on the thread that ran
  * the ring before another thread frees it: the kernel's teardown of a ring interrupts every live
  * thread that ever entered it (a blocking call there may fail with EINTR), and a thread that
- * only created and frees a quiesced ring never enters it. */
-void mio__uring_quiesce(struct mio__uring *u);
+ * only created and frees a quiesced ring never enters it. The completions reaped meanwhile (and
+ * those kept for the next reap) reach fn as mio__uring_reap's do, in one pass (urgent first only
+ * as they arrive), or are dropped when fn is NULL: fn is for what must not be lost (a completion
+ * that carries an fd). */
+typedef void (*mio__uring_cqe_fn)(void *ctx, uint64_t ud, int res, unsigned flags, unsigned bid);
+void mio__uring_quiesce(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx);
 /* Quiesces (only when something is still in flight), frees the ring and its buffers. */
 void mio__uring_free(struct mio__uring *u);
 
@@ -60,7 +64,6 @@ int mio__uring_wait(struct mio__uring *u, int timeout_ms);
  * (MIO__UD_URGENT), waiting for the ones still in flight, then the others; so when fn sees its
  * first ordinary completion, every urgent operation submitted so far has completed and been seen.
  * Returns the number of completions. */
-typedef void (*mio__uring_cqe_fn)(void *ctx, uint64_t ud, int res, unsigned flags, unsigned bid);
 unsigned mio__uring_reap(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx);
 
 /* Submits what is prepared now (no wait) and delivers the urgent completions it produced (and

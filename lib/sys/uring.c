@@ -250,20 +250,27 @@ int mio__uring_new_plain(int epfd, struct mio__uring **out)
     return ring_new(epfd, true, out);
 }
 
+static void cqe_deliver(struct mio__uring *u, const struct io_uring_cqe *cqe, mio__uring_cqe_fn fn,
+                        void *ctx);
+
 /* Forgets the completions kept for the next reap (the ring is going away: nobody will want
- * them, and their buffers go with it). */
-static void held_drop(struct mio__uring *u)
+ * them, and their buffers go with it), or hands them to fn when there is one. */
+static void held_drop(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
 {
-    for (unsigned i = 0; i < u->nheld; i++)
-        (void)cqe_count(u, &u->held[i]);
+    for (unsigned i = 0; i < u->nheld; i++) {
+        if (fn != NULL)
+            cqe_deliver(u, &u->held[i], fn, ctx);
+        else
+            (void)cqe_count(u, &u->held[i]);
+    }
     u->nheld = 0;
 }
 
-void mio__uring_quiesce(struct mio__uring *u)
+void mio__uring_quiesce(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
 {
     struct io_uring_sqe *sqe;
 
-    held_drop(u);
+    held_drop(u, fn, ctx);
     if (!u->entered) {
         u->inflight = u->urgent_inflight = 0; /* prepared only: dropped with the ring */
         return;
@@ -283,7 +290,10 @@ void mio__uring_quiesce(struct mio__uring *u)
         io_uring_for_each_cqe(&u->ring, head, cqe)
         {
             n++;
-            (void)cqe_count(u, cqe);
+            if (fn != NULL)
+                cqe_deliver(u, cqe, fn, ctx);
+            else
+                (void)cqe_count(u, cqe);
         }
         io_uring_cq_advance(&u->ring, n);
     }
@@ -295,10 +305,10 @@ void mio__uring_free(struct mio__uring *u)
 {
     if (u == NULL)
         return;
-    held_drop(u);
+    held_drop(u, NULL, NULL);
     /* Never entered: what was prepared never reached the kernel, and goes with the ring. */
     if (u->entered && u->inflight > 0)
-        mio__uring_quiesce(u);
+        mio__uring_quiesce(u, NULL, NULL);
     if (u->br != NULL)
         (void)io_uring_unregister_buf_ring(&u->ring, BGID);
     io_uring_queue_exit(&u->ring);
@@ -715,9 +725,11 @@ int mio__uring_submit(struct mio__uring *u)
     return -EOPNOTSUPP;
 }
 
-void mio__uring_quiesce(struct mio__uring *u)
+void mio__uring_quiesce(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
 {
     (void)u;
+    (void)fn;
+    (void)ctx;
 }
 
 void mio__uring_free(struct mio__uring *u)
