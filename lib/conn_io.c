@@ -8,7 +8,8 @@
  * reach on_read as one span. The buffer is freed as soon as the tail is consumed.
  * Writing: inside a reactor callback a small write is copied to the reactor's stage and the
  * conn's staged bytes go out in one send/sendmsg when the callback returns (the settle point; on
- * io_uring, as one send on the ring submitted by the iteration's wait, with every other conn's);
+ * io_uring, as one send on the ring submitted by the iteration's wait, with every other conn's;
+ * there a write of bytes on_read was given points into their receive buffer instead, conn_lend);
  * outside callbacks, and for large writes, the bytes go to the socket at once. Whatever the socket
  * does not take is copied into the write queue (arena chunks), flushed with writev when WRITABLE
  * fires. WRITABLE interest is held only while something is queued. Above the high water mark
@@ -241,6 +242,26 @@ static int conn_enqueue(mio_conn *c, const struct iovec *iov, int iovcnt, size_t
     return err;
 }
 
+char *mio__stage_rec_data(const struct mio__conn_ctx *ctx, const struct mio__stage_rec *rec)
+{
+    if (rec->off & MIO__REC_LENT)
+        return mio__uring_buf(ctx->ring, 0) + (rec->off & ~MIO__REC_LENT);
+    return ctx->stage + rec->off;
+}
+
+/* Empties the stage once every record was sent, queued or dropped: the provided buffers lent to
+ * records go back to the ring, except the one on_read is still being given (it goes back when
+ * on_read returns, unless a later write takes it again). */
+static void stage_reset(struct mio__conn_ctx *ctx)
+{
+    ctx->nrecs = 0;
+    ctx->stage_len = 0;
+    for (unsigned i = 0; i < ctx->nlent; i++)
+        mio__uring_buf_put(ctx->ring, ctx->lent[i]);
+    ctx->nlent = 0;
+    ctx->lend_taken = false;
+}
+
 static void conn_unstage(mio_conn *c)
 {
     struct mio__conn_ctx *ctx = mio__conn_ctx(c);
@@ -315,7 +336,7 @@ static int conn_send_gather(mio_conn *c, const struct iovec *extra, int extra_cn
 
         for (unsigned i = 0; i < ctx->nrecs; i++)
             if (ctx->recs[i].c == c) {
-                iov[n++] = (struct iovec){ctx->stage + ctx->recs[i].off, ctx->recs[i].len};
+                iov[n++] = (struct iovec){mio__stage_rec_data(ctx, &ctx->recs[i]), ctx->recs[i].len};
                 total += ctx->recs[i].len;
             }
     }
@@ -344,10 +365,9 @@ static int conn_send_staged(mio_conn *c)
 }
 
 /* The send of a conn's only record returned sent. Returns 0 or -errno (the conn then died). */
-static int conn_record_sent(mio_conn *c, struct mio__stage_rec *rec, const char *stage,
-                            ssize_t sent)
+static int conn_record_sent(mio_conn *c, struct mio__stage_rec *rec, ssize_t sent)
 {
-    struct iovec iov = {(void *)(stage + rec->off), rec->len};
+    struct iovec iov = {mio__stage_rec_data(mio__conn_ctx(c), rec), rec->len};
 
     if (sent == (ssize_t)iov.iov_len) {
         rec->c = NULL;
@@ -359,16 +379,17 @@ static int conn_record_sent(mio_conn *c, struct mio__stage_rec *rec, const char 
 
 /* A conn whose staged bytes are one record (one write, or writes no other conn's came between:
  * nearly always) sends it without searching the records or building an iovec array. */
-static int conn_send_record(mio_conn *c, struct mio__stage_rec *rec, const char *stage)
+static int conn_send_record(mio_conn *c, struct mio__stage_rec *rec)
 {
+    const char *data = mio__stage_rec_data(mio__conn_ctx(c), rec);
     ssize_t sent;
 
     if (c->flags & MIO__CF_SPLIT)
         return conn_send_staged(c);
     do
-        sent = mio_send(mio__conn_fd(c), stage + rec->off, rec->len);
+        sent = mio_send(mio__conn_fd(c), data, rec->len);
     while (sent == -EINTR);
-    return conn_record_sent(c, rec, stage, sent);
+    return conn_record_sent(c, rec, sent);
 }
 
 void mio__conn_stage_flush(struct mio__conn_ctx *ctx)
@@ -376,9 +397,8 @@ void mio__conn_stage_flush(struct mio__conn_ctx *ctx)
     /* A send may tear its conn down, which only drops that conn's records. */
     for (unsigned i = 0; i < ctx->nrecs; i++)
         if (ctx->recs[i].c != NULL)
-            (void)conn_send_record(ctx->recs[i].c, &ctx->recs[i], ctx->stage);
-    ctx->nrecs = 0;
-    ctx->stage_len = 0;
+            (void)conn_send_record(ctx->recs[i].c, &ctx->recs[i]);
+    stage_reset(ctx);
 }
 
 /* io_uring: the stage's records go out as sends on the ring, prepared right before the reactor's
@@ -402,18 +422,16 @@ unsigned mio__conn_stage_submit(struct mio__conn_ctx *ctx)
         if (c == NULL)
             continue;
         if (!(c->flags & MIO__CF_SPLIT) &&
-            mio__uring_send(ctx->ring, mio__conn_fd(c), ctx->stage + rec->off, rec->len,
+            mio__uring_send(ctx->ring, mio__conn_fd(c), mio__stage_rec_data(ctx, rec), rec->len,
                             MIO__UD_URGENT | i) == 0) {
             n++;
             continue;
         }
-        (void)conn_send_record(c, rec, ctx->stage);
+        (void)conn_send_record(c, rec);
     }
     ctx->nsent = n;
-    if (n == 0) {
-        ctx->nrecs = 0;
-        ctx->stage_len = 0;
-    }
+    if (n == 0)
+        stage_reset(ctx);
     return n;
 }
 
@@ -423,16 +441,37 @@ void mio__conn_stage_sent(struct mio__conn_ctx *ctx, unsigned i, int res)
 
     if (rec->c != NULL) { /* else the conn was torn down meanwhile: its bytes do not matter */
         res = mio__conn_ring_result(MIO__RING_SEND, rec->c, res);
-        (void)conn_record_sent(rec->c, rec, ctx->stage, res == -EINTR ? -EAGAIN : res);
+        (void)conn_record_sent(rec->c, rec, res == -EINTR ? -EAGAIN : res);
     }
-    if (--ctx->nsent == 0) {
-        ctx->nrecs = 0; /* every record was sent, queued or dropped */
-        ctx->stage_len = 0;
-    }
+    if (--ctx->nsent == 0)
+        stage_reset(ctx); /* every record was sent, queued or dropped */
 }
 
-/* Copies iov into the stage. Returns 1 (staged), 0 (not staged: write it now) or -errno (the
- * conn failed while the stage made room). */
+/* io_uring, inside on_read: a write of bytes that lie in the provided buffer on_read is being
+ * given is staged as a record that points there (MIO__REC_LENT), with no copy, when it is the
+ * conn's first staged write (a later one then takes it into the stage, conn_stage). Returns
+ * true when the write was staged so. */
+static bool conn_lend(struct mio__conn_ctx *ctx, mio_conn *c, const struct iovec *iov,
+                      int iovcnt, size_t total)
+{
+    /* addresses as integers: the bytes may lie in any object, not only in the buffer */
+    uintptr_t p = (uintptr_t)iov[0].iov_base, base = (uintptr_t)ctx->lend_base;
+
+    if (ctx->lend_base == NULL || iovcnt != 1 || (c->flags & MIO__CF_STAGED) ||
+        ctx->nrecs == MIO__STAGE_RECS || p < base || p - base > ctx->lend_len ||
+        total > ctx->lend_len - (p - base))
+        return false;
+    ctx->recs[ctx->nrecs++] = (struct mio__stage_rec){
+        c, MIO__REC_LENT | (uint32_t)(p - (uintptr_t)mio__uring_buf(ctx->ring, 0)),
+        (uint32_t)total};
+    ctx->lend_taken = true;
+    c->flags |= MIO__CF_STAGED;
+    mio__reactor_request_settle(c->r);
+    return true;
+}
+
+/* Copies iov into the stage (or lends it, conn_lend). Returns 1 (staged), 0 (not staged: write
+ * it now) or -errno (the conn failed while the stage made room). */
 static int conn_stage(mio_conn *c, const struct iovec *iov, int iovcnt, size_t total)
 {
     struct mio__conn_ctx *ctx = mio__conn_ctx(c);
@@ -441,7 +480,16 @@ static int conn_stage(mio_conn *c, const struct iovec *iov, int iovcnt, size_t t
 
     if (total > MIO__STAGE_MAX_WRITE || mio__conn_staged_bytes(c) + total > high)
         return 0; /* large, or staging would pass the high mark: straight to the socket */
+    if (conn_lend(ctx, c, iov, iovcnt, total))
+        return 1;
     last = ctx->nrecs > 0 ? &ctx->recs[ctx->nrecs - 1] : NULL;
+    if (last != NULL && last->c == c && (last->off & MIO__REC_LENT) &&
+        ctx->stage_len + last->len + total <= MIO__STAGE_BYTES) {
+        /* the conn's lent bytes move into the stage, so that this write joins them: one send */
+        memcpy(ctx->stage + ctx->stage_len, mio__stage_rec_data(ctx, last), last->len);
+        last->off = ctx->stage_len;
+        ctx->stage_len += last->len;
+    }
     if (ctx->stage_len + total > MIO__STAGE_BYTES ||
         (ctx->nrecs == MIO__STAGE_RECS &&
          !(last->c == c && last->off + last->len == ctx->stage_len))) {

@@ -107,28 +107,41 @@ nomem:
     return -ENOMEM;
 }
 
-/* Bytes for the conn: delivered after its kept tail, or held while it does not read. */
-static void conn_data(mio_conn *c, const char *data, size_t len)
+/* Bytes for the conn, in provided buffer bid: delivered after its kept tail, or held while it
+ * does not read. Returns true when a write on_read made lent the buffer to the stage (conn_io.c,
+ * conn_lend): the stage gives it back, not the caller. */
+static bool conn_data(mio_conn *c, const char *data, size_t len, unsigned bid)
 {
+    struct mio__conn_ctx *ctx = mio__conn_ctx(c);
     struct mio__conn_ext *x = c->x;
+    bool lent;
 
     if (c->flags & (MIO__CF_DEAD | MIO__CF_CLOSING))
-        return; /* no on_read will come again */
+        return false; /* no on_read will come again */
     if (!conn_reading(c)) {
         if (conn_append(c, data, len) == 0)
             c->flags |= MIO__CF_HELD;
-        return;
+        return false;
     }
     if (x != NULL)
         x->last_active = mio_reactor_now_ms(c->r);
     if (x != NULL && x->in_len > 0) {
-        if (conn_append(c, data, len) < 0)
-            return;
-        c->flags &= (uint16_t)~MIO__CF_HELD;
-        mio__conn_deliver(c, x->in, x->in_len, true);
-    } else {
-        mio__conn_deliver(c, data, len, false);
+        if (conn_append(c, data, len) == 0) {
+            c->flags &= (uint16_t)~MIO__CF_HELD;
+            mio__conn_deliver(c, x->in, x->in_len, true);
+        }
+        return false;
     }
+    ctx->lend_base = data;
+    ctx->lend_len = len;
+    ctx->lend_taken = false;
+    mio__conn_deliver(c, data, len, false);
+    ctx->lend_base = NULL;
+    lent = ctx->lend_taken;
+    if (lent)
+        ctx->lent[ctx->nlent++] = (uint16_t)bid;
+    ctx->lend_taken = false;
+    return lent;
 }
 
 /* The held bytes, now that reading is allowed again. */
@@ -201,9 +214,8 @@ void mio__conn_ring_complete(mio_reactor *r, void *ctx, uint64_t ud, int res, un
     if (!(flags & MIO__CQE_MORE))
         c->flags &= (uint16_t)~(MIO__CF_RECV | MIO__CF_RECV_CANCEL);
     if (flags & MIO__CQE_BUFFER) {
-        if (res > 0)
-            conn_data(c, mio__uring_buf(ring, bid), (size_t)res);
-        mio__uring_buf_put(ring, bid); /* whatever the result says */
+        if (res <= 0 || !conn_data(c, mio__uring_buf(ring, bid), (size_t)res, bid))
+            mio__uring_buf_put(ring, bid); /* whatever the result says, unless lent */
     } else if (res == 0 && conn_reading(c)) {
         conn_kick(c); /* bytes held while reading was off came before the EOF */
         if (conn_reading(c))

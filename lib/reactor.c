@@ -741,6 +741,7 @@ static int ring_harvest(mio_reactor *r, unsigned *cqes)
     ctr_set(&r->st.ring_enters, us.enters);
     ctr_set(&r->st.ring_completions, us.cqes);
     ctr_set(&r->st.ring_sends, us.sends);
+    ctr_set(&r->st.ring_sends_nocopy, us.sends_nocopy);
     if (r->epoll_due) {
         n = mio_poll_poll(r->poll, r->events, 0);
         if (n < 0)
@@ -771,6 +772,7 @@ static void ring_end_iteration(mio_reactor *r)
     ctr_set(&r->st.ring_enters, us.enters);
     ctr_set(&r->st.ring_completions, us.cqes);
     ctr_set(&r->st.ring_sends, us.sends);
+    ctr_set(&r->st.ring_sends_nocopy, us.sends_nocopy);
 }
 
 /* Calls the handler of every harvested event whose token is still live, with a settle point
@@ -900,6 +902,7 @@ int mio_reactor_stats(const mio_reactor *r, struct mio_reactor_stats *out)
     out->ring_enters = mio__pr_load_64(&r->st.ring_enters);
     out->ring_completions = mio__pr_load_64(&r->st.ring_completions);
     out->ring_sends = mio__pr_load_64(&r->st.ring_sends);
+    out->ring_sends_nocopy = mio__pr_load_64(&r->st.ring_sends_nocopy);
     return 0;
 }
 

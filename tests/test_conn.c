@@ -1165,6 +1165,145 @@ static void test_iteration_sends(void **state)
 }
 
 
+/* ---- relaying what on_read was given: on io_uring the bytes go out from the receive buffer they
+ * came in (no copy into the stage), whatever the relay does around the write ---- */
+
+enum relay_how {
+    RELAY_ONE,    /* write to one conn: sent from the receive buffer */
+    RELAY_TWO,    /* the same bytes to two conns: both sends from the buffer */
+    RELAY_SUFFIX, /* then a suffix to the same conn: the bytes move into the stage, one send */
+    RELAY_FLUSH,  /* then mio_conn_flush: sent at once, from the buffer, not on the ring */
+    RELAY_TAIL,   /* all but the last RELAY_KEEP bytes, which are kept for the next on_read */
+};
+
+#define RELAY_MSGS 50
+#define RELAY_LEN 1000
+#define RELAY_KEEP 100
+
+struct relay {
+    enum relay_how how;
+    mio_conn *to[2];
+};
+
+static void relay_read(mio_conn *c, const void *data, size_t len, void *arg)
+{
+    struct relay *rl = arg;
+
+    if (len == 0)
+        return;
+    if (rl->how == RELAY_TAIL) {
+        size_t n = len > RELAY_KEEP ? len - RELAY_KEEP : 0;
+
+        assert_int_equal(mio_conn_consume(c, n), 0);
+        len = n; /* the next on_read starts with the kept bytes, from the conn's own buffer */
+        if (len == 0)
+            return;
+    }
+    assert_int_equal(mio_conn_write(rl->to[0], data, len), 0);
+    if (rl->how == RELAY_TWO)
+        assert_int_equal(mio_conn_write(rl->to[1], data, len), 0);
+    if (rl->how == RELAY_SUFFIX)
+        assert_int_equal(mio_conn_write(rl->to[0], "!", 1), 0);
+    if (rl->how == RELAY_FLUSH)
+        assert_int_equal(mio_conn_flush(rl->to[0]), 0);
+}
+
+static const mio_conn_ops relay_ops = {relay_read, NULL, NULL};
+
+static void sink_read(mio_conn *c, const void *data, size_t len, void *arg)
+{
+    (void)c, (void)data, (void)len, (void)arg;
+}
+
+static const mio_conn_ops sink_ops = {sink_read, NULL, NULL};
+
+/* Reads exactly want bytes from fd, running the reactor meanwhile (bounded in time). */
+static void read_exactly(int fd, unsigned char *buf, size_t want)
+{
+    size_t got = 0;
+    unsigned long long until = mio_test_now_ms() + 10000;
+
+    while (got < want && mio_test_now_ms() < until) {
+        ssize_t n;
+
+        assert_true(mio_reactor_run_once(r, 1) >= 0);
+        n = recv(fd, buf + got, want - got, MSG_DONTWAIT);
+        if (n > 0)
+            got += (size_t)n;
+    }
+    assert_int_equal(got, want);
+}
+
+/* RELAY_MSGS messages of the pattern sent on src's client one at a time; after each, the
+ * destinations' clients receive the stream so far, intact (with the suffix after each message
+ * where one is written). Returns the nocopy sends the relay took; *ring_sends: its sends on the
+ * ring. */
+static uint64_t relay_round(enum relay_how how, uint64_t *ring_sends)
+{
+    struct relay rl = {.how = how};
+    mio_conn *src, *dst[2];
+    int cli[3], srv, ndst = how == RELAY_TWO ? 2 : 1;
+    unsigned char out[RELAY_LEN], in[RELAY_LEN + 1];
+    size_t sent = 0, recvd[2] = {0, 0};
+    struct mio_reactor_stats before, after;
+
+    for (int i = 0; i < 3; i++) {
+        make_pair(&cli[i], &srv);
+        assert_int_equal(mio_conn_open(r, srv, i == 0 ? &relay_ops : &sink_ops, &rl,
+                                       i == 0 ? &src : &dst[i - 1]),
+                         0);
+    }
+    rl.to[0] = dst[0];
+    rl.to[1] = dst[1];
+    run_for(5);
+    assert_int_equal(mio_reactor_stats(r, &before), 0);
+    for (size_t m = 0; m < RELAY_MSGS; m++) {
+        pattern_fill(out, sent, RELAY_LEN);
+        assert_int_equal(send(cli[0], out, RELAY_LEN, MSG_NOSIGNAL), RELAY_LEN);
+        sent += RELAY_LEN;
+        for (int d = 0; d < ndst; d++) {
+            size_t n = (how == RELAY_TAIL ? sent - RELAY_KEEP : sent) - recvd[d];
+
+            read_exactly(cli[1 + d], in, n + (how == RELAY_SUFFIX ? 1 : 0));
+            assert_true(pattern_check(in, recvd[d], n));
+            if (how == RELAY_SUFFIX)
+                assert_int_equal(in[n], '!');
+            recvd[d] += n;
+        }
+    }
+    assert_int_equal(mio_reactor_stats(r, &after), 0);
+    mio_conn_close(src);
+    mio_conn_close(dst[0]);
+    mio_conn_close(dst[1]);
+    run_for(10);
+    for (int i = 0; i < 3; i++)
+        close(cli[i]);
+    *ring_sends = after.ring_sends - before.ring_sends;
+    return after.ring_sends_nocopy - before.ring_sends_nocopy;
+}
+
+static void test_relay_from_receive_buffer(void **state)
+{
+    bool ring = mio_reactor_backend(r) == MIO_BACKEND_IO_URING;
+    uint64_t n, sends;
+
+    (void)state;
+    /* a message may come in two receives (two nocopy sends): at least one per message */
+    n = relay_round(RELAY_ONE, &sends);
+    assert_true(ring ? n >= RELAY_MSGS : n == 0);
+    n = relay_round(RELAY_TWO, &sends);
+    assert_true(ring ? n >= 2 * RELAY_MSGS : n == 0);
+    /* the suffix joins the bytes in the stage: still one send on the ring per message, not a
+     * sendmsg of two records */
+    assert_int_equal(relay_round(RELAY_SUFFIX, &sends), 0);
+    assert_true(ring ? sends >= RELAY_MSGS : sends == 0);
+    assert_int_equal(relay_round(RELAY_FLUSH, &sends), 0);
+    /* after the first message the bytes come from the conn's own buffer (kept tail + new):
+     * copied into the stage, but intact */
+    n = relay_round(RELAY_TAIL, &sends);
+    assert_true(ring ? n >= 1 && n < RELAY_MSGS : n == 0);
+}
+
 /* ---- which conns are in the reactor's epoll set: on io_uring, a conn joins it only when it
  * needs readiness (output queued: WRITABLE; reading off: errors and hang-ups), so an echo conn
  * that never fills its socket costs no epoll_ctl; on epoll, every conn is in it ---- */
@@ -1272,6 +1411,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_short_send_one_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iteration_sends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_epoll_set_membership, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relay_from_receive_buffer, setup, teardown),
     };
 
     mio_test_watchdog(280);

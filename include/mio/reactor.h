@@ -70,7 +70,10 @@ struct mio_reactor_stats {
     uint64_t ring_enters;     /* io_uring backend: io_uring_enter calls (0 with epoll) */
     uint64_t ring_completions; /* io_uring backend: completions reaped (0 with epoll) */
     uint64_t ring_sends;      /* io_uring backend: sends submitted on the ring (0 with epoll) */
-    uint64_t reserved[15];    /* zero; room for counters to come */
+    uint64_t ring_sends_nocopy; /* ... of them sent straight from the receive buffer the bytes
+                                   came in (a write, inside on_read, of what on_read was given:
+                                   no copy into the stage) */
+    uint64_t reserved[14];    /* zero; room for counters to come */
 };
 /* Field notes: iterations counts poll calls; events every harvested event (the internal waker's
  * too); handlers_run / tasks_run / timers_fired the callbacks run; wakes_performed the eventfd

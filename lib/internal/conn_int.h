@@ -91,8 +91,13 @@ _Static_assert(MIO__CONN_INTERN_MAX < MIO__CONN_OPS_OWN, "an intern index must f
 
 struct mio__stage_rec {
     mio_conn *c; /* NULL once sent or dropped */
-    uint32_t off, len;
+    uint32_t off, len; /* off: in the stage, or MIO__REC_LENT | offset from the provided buffers */
 };
+/* io_uring: a record whose bytes stay in the provided buffer they were received into (a write,
+ * inside on_read, of bytes on_read was given: the echo and proxy pattern), instead of being
+ * copied to the stage. The buffer is kept out of the ring (lent) until the stage is reset, after
+ * the record's send completed (or what the socket did not take was queued, copied). */
+#define MIO__REC_LENT (UINT32_C(1) << 31)
 
 /* The conn layer's per-reactor state, attached to the reactor at the first mio_conn_open.
  * dying: conns torn down whose on_close has not run yet. A fixed list, so that a teardown never
@@ -117,7 +122,17 @@ struct mio__conn_ctx {
     unsigned nrecs;
     unsigned nsent; /* io_uring: records sent on the ring whose completion is unseen */
     struct mio__stage_rec recs[MIO__STAGE_RECS];
+    /* io_uring: the provided buffer on_read is being given now (NULL outside), whether a record
+     * took it (it then stays out of the ring), and the buffers lent to the stage's records. */
+    const char *lend_base;
+    size_t lend_len;
+    bool lend_taken;
+    unsigned nlent;
+    uint16_t lent[MIO__STAGE_RECS];
 };
+
+/* The bytes of a stage record. */
+char *mio__stage_rec_data(const struct mio__conn_ctx *ctx, const struct mio__stage_rec *rec);
 
 static inline struct mio__conn_ctx *mio__conn_ctx(const mio_conn *c)
 {

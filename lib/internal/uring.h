@@ -128,9 +128,9 @@ char *mio__uring_buf(const struct mio__uring *u, unsigned bid);
 void mio__uring_buf_put(struct mio__uring *u, unsigned bid);
 
 /* Counters: io_uring_enter calls made, completions seen, receives that ran out of buffers, sends
- * prepared. */
+ * prepared, and of those the ones whose bytes lie in the provided buffers. */
 struct mio__uring_stats {
-    uint64_t enters, cqes, nobufs, sends;
+    uint64_t enters, cqes, nobufs, sends, sends_nocopy;
 };
 void mio__uring_stats(const struct mio__uring *u, struct mio__uring_stats *out);
 

@@ -474,6 +474,8 @@ int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, u
     if (ud & MIO__UD_URGENT)
         u->urgent_inflight++;
     u->st.sends++;
+    if (u->bufs != NULL && (uintptr_t)buf - (uintptr_t)u->bufs < (size_t)BUFS * BUF_SIZE)
+        u->st.sends_nocopy++;
     return 0;
 }
 
