@@ -50,6 +50,7 @@ void mio__pool_getpeer(int fd, mio_addr *peer)
 
 static void worker_accept_burst(struct mio__pool_worker *w, unsigned l);
 static void worker_ring_arm(struct mio__pool_worker *w, unsigned l);
+static void worker_ring_cancel(struct mio__pool_worker *w);
 
 static void worker_accept_all(struct mio__pool_worker *w)
 {
@@ -188,8 +189,11 @@ static void worker_on_ring_accept(mio_reactor *r, void *ctx, uint64_t ud, int re
             mio__pool_worker_accept_ended(w);
         return;
     }
-    if (res == -ECANCELED)
-        return; /* the listener closed (a drain): nothing to arm */
+    if (res == -ECANCELED) {
+        worker_ring_arm(w, l); /* a pause's cancel (armed again unless it still lasts), or a
+                                  drain's (the listener is closed: nothing to arm) */
+        return;
+    }
     mio__count(&w->st.accept_calls, 1);
     if (res >= 0) {
         if (lfd < 0) {
@@ -207,7 +211,11 @@ static void worker_on_ring_accept(mio_reactor *r, void *ctx, uint64_t ud, int re
         return;
     } else if (res != -EINTR && res != -EAGAIN &&
                mio__pool_accept_failed(res, lfd, &w->spare_fd, &w->st) == MIO__ACCEPT_PAUSE) {
-        worker_pause(w, MIO__POOL_ACCEPT_PAUSE_MS); /* armed again when it ends */
+        /* The error may leave the accept armed (MIO__CQE_MORE), and an armed accept tries again
+         * only when another connection arrives: cancelled now and armed afresh when the pause
+         * ends, it takes the ones already waiting at once. */
+        worker_pause(w, MIO__POOL_ACCEPT_PAUSE_MS);
+        worker_ring_cancel(w);
         return;
     }
     worker_ring_arm(w, l);
