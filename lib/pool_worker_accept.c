@@ -211,9 +211,9 @@ static void worker_on_ring_accept(mio_reactor *r, void *ctx, uint64_t ud, int re
         return;
     } else if (res != -EINTR && res != -EAGAIN &&
                mio__pool_accept_failed(res, lfd, &w->spare_fd, &w->st) == MIO__ACCEPT_PAUSE) {
-        /* The error may leave the accept armed (MIO__CQE_MORE), and an armed accept tries again
-         * only when another connection arrives: cancelled now and armed afresh when the pause
-         * ends, it takes the ones already waiting at once. */
+        /* Should an error leave the accept armed (MIO__CQE_MORE; the kernel ends it today), it
+         * would try again only when another connection arrives: cancelled now and armed afresh
+         * when the pause ends, it takes the ones already waiting at once. */
         worker_pause(w, MIO__POOL_ACCEPT_PAUSE_MS);
         worker_ring_cancel(w);
         return;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -370,6 +371,58 @@ static void test_reuseport_ring_accept(void **state)
     assert_int_equal(accept_calls, calls);
 }
 
+/* Out of fds on the ring: the pool's accept is armed with POLL_FIRST, so the kernel tries it only
+ * when a connection is pending. After one real EMFILE (its client shed) and the pause, the accept
+ * armed again with the table still full and nothing waiting stays quiet: no further EMFILE, which
+ * would shed whichever client came next (the kernel reserves the fd before it looks at the
+ * backlog). */
+static void emfile_quiet(int mode)
+{
+    struct rlimit old, low;
+    int cl, fill[256], nfill = 0;
+    mio_worker_stats st;
+    mio_addr a;
+    mio_pool *p;
+    struct timeval tv = {.tv_sec = 10};
+    char c;
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)mio_test_fd_count() + 64; /* read when the accept is armed */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(cl >= 0);
+    p = pool_up_mode(MIO_BACKEND_IO_URING, mode, &a);
+    while (nfill < 256 && (fill[nfill] = dup(0)) >= 0)
+        nfill++;
+    assert_int_equal(errno, EMFILE);
+    assert_int_equal(connect(cl, &a.u.sa, a.len), 0);
+    assert_int_equal(setsockopt(cl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    assert_true(recv(cl, &c, 1, 0) <= 0); /* shed: the client sees its connection closed */
+    usleep(500000); /* the pause (100 ms) ends, the accept is armed again, still no fd */
+    memset(&st, 0, sizeof st);
+    for (unsigned i = 0; i < WORKERS; i++) {
+        mio_worker_stats ws;
+
+        assert_int_equal(mio_pool_stats(p, i, &ws), 0);
+        st.emfile += ws.emfile;
+    }
+    assert_int_equal(st.emfile, 1);
+    while (nfill > 0)
+        close(fill[--nfill]);
+    close(cl);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(client_echo(&a, 1), 0); /* served again */
+    pool_down(p);
+}
+
+static void test_emfile_quiet(void **state)
+{
+    (void)state;
+    emfile_quiet(MIO_POOL_ACCEPTOR);
+    emfile_quiet(MIO_POOL_REUSEPORT);
+}
+
 /* On epoll nothing goes by ring: wakes_ring stays 0, every performed wake writes the eventfd. */
 static void test_epoll_no_ring(void **state)
 {
@@ -422,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_stop_in_flight_reuseport),
         cmocka_unit_test_setup_teardown(test_reuseport_ring_accept, fault_setup, fault_teardown),
         cmocka_unit_test_setup_teardown(test_epoll_no_ring, fault_setup, fault_teardown),
+        cmocka_unit_test(test_emfile_quiet),
     };
 
     mio_test_watchdog(240);

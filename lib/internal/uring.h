@@ -92,10 +92,12 @@ int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, u
 /* Prepares a multishot accept on the listening socket lfd (sent at the next wait or submission):
  * every connection it accepts posts a completion whose res is the new fd (non-blocking,
  * close-on-exec; the peer's address is not reported), with MIO__CQE_MORE set while it stays
- * armed. It ends with a completion without MIO__CQE_MORE: cancelled (-ECANCELED), or an error
- * (-EMFILE, -ENFILE, -ENOBUFS, ...; -EINVAL where the kernel has no multishot accept), after which
- * the listener's pending connections wait in its backlog. Returns 0 or -EBUSY (the SQ stayed
- * full). */
+ * armed. The kernel tries an accept only when a connection is pending (POLL_FIRST), so an error
+ * means one is waiting, as accept4's on readiness does. It ends with a completion without
+ * MIO__CQE_MORE: cancelled (-ECANCELED), or an error (-EMFILE, -ENFILE, -ENOBUFS, ...; -EINVAL
+ * where the kernel has no multishot accept or no POLL_FIRST for it, before Linux 6.10), after
+ * which the listener's pending connections wait in its backlog. Returns 0 or -EBUSY (the SQ
+ * stayed full). */
 int mio__uring_accept(struct mio__uring *u, int lfd, uint64_t ud);
 /* The ring's fd: what another ring's mio__uring_wake names. Any thread (set at creation). */
 int mio__uring_fd(const struct mio__uring *u);

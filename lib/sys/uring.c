@@ -43,6 +43,12 @@
 /* Tags the user_data of a wake we sent (callers' are below 2^48; conn tokens stay below 2^56,
  * and the urgent bit is 63), so its failure completion is not taken for an operation's end. */
 #define UD_WAKE_SENT (UINT64_C(1) << 61)
+/* IORING_ACCEPT_POLL_FIRST (Linux 6.10; Debian 12's liburing 2.3 does not name it): the accept
+ * waits for a pending connection before it takes an fd. Without it the kernel reserves the fd
+ * first, so with the fd table full an accept fails with -EMFILE as soon as it is armed, no
+ * connection waiting, and the EMFILE shed (mio__pool_accept_failed) would close whichever
+ * connection arrives next, or fight another thread for the number it frees. */
+#define ACCEPT_POLL_FIRST (1U << 2)
 
 struct mio__uring {
     struct io_uring ring;
@@ -501,6 +507,7 @@ int mio__uring_accept(struct mio__uring *u, int lfd, uint64_t ud)
     if (sqe == NULL)
         return -EBUSY;
     io_uring_prep_multishot_accept(sqe, lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sqe->ioprio |= ACCEPT_POLL_FIRST;
     io_uring_sqe_set_data64(sqe, ud);
     return 0;
 }
