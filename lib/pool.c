@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -386,12 +387,18 @@ void mio__pool_spare_close(int *spare)
     }
 }
 
-/* Spare-fd trick for EMFILE/ENFILE: closes *spare, accepts and closes one connection so the
- * client sees it closed instead of hanging, reopens the spare. */
+/* Spare-fd trick for EMFILE/ENFILE: when a connection is waiting, closes *spare, accepts and
+ * closes one connection so the client sees it closed instead of hanging, reopens the spare.
+ * accept4 reserves the new fd before it looks at the backlog, so its EMFILE says nothing of a
+ * waiting client (the retry after each pause fails so while the table stays full): with none,
+ * the spare stays, since closing it would only free a number another thread may take. */
 static void pool_shed_one(int lfd, int *spare)
 {
+    struct pollfd pfd = {.fd = lfd, .events = POLLIN};
     int fd;
 
+    if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLIN))
+        return;
     mio__pool_spare_close(spare);
     fd = mio__socket_accept(lfd, NULL);
     if (fd >= 0)
