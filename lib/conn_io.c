@@ -242,7 +242,8 @@ static int conn_enqueue(mio_conn *c, const struct iovec *iov, int iovcnt, size_t
     return err;
 }
 
-char *mio__stage_rec_data(const struct mio__conn_ctx *ctx, const struct mio__stage_rec *rec)
+/* The bytes of a stage record: in the stage, or in the provided buffer lent to it. */
+static char *stage_rec_data(const struct mio__conn_ctx *ctx, const struct mio__stage_rec *rec)
 {
     if (rec->off & MIO__REC_LENT)
         return mio__uring_buf(ctx->ring, 0) + (rec->off & ~MIO__REC_LENT);
@@ -336,7 +337,7 @@ static int conn_send_gather(mio_conn *c, const struct iovec *extra, int extra_cn
 
         for (unsigned i = 0; i < ctx->nrecs; i++)
             if (ctx->recs[i].c == c) {
-                iov[n++] = (struct iovec){mio__stage_rec_data(ctx, &ctx->recs[i]), ctx->recs[i].len};
+                iov[n++] = (struct iovec){stage_rec_data(ctx, &ctx->recs[i]), ctx->recs[i].len};
                 total += ctx->recs[i].len;
             }
     }
@@ -367,7 +368,7 @@ static int conn_send_staged(mio_conn *c)
 /* The send of a conn's only record returned sent. Returns 0 or -errno (the conn then died). */
 static int conn_record_sent(mio_conn *c, struct mio__stage_rec *rec, ssize_t sent)
 {
-    struct iovec iov = {mio__stage_rec_data(mio__conn_ctx(c), rec), rec->len};
+    struct iovec iov = {stage_rec_data(mio__conn_ctx(c), rec), rec->len};
 
     if (sent == (ssize_t)iov.iov_len) {
         rec->c = NULL;
@@ -381,11 +382,12 @@ static int conn_record_sent(mio_conn *c, struct mio__stage_rec *rec, ssize_t sen
  * nearly always) sends it without searching the records or building an iovec array. */
 static int conn_send_record(mio_conn *c, struct mio__stage_rec *rec)
 {
-    const char *data = mio__stage_rec_data(mio__conn_ctx(c), rec);
+    const char *data;
     ssize_t sent;
 
     if (c->flags & MIO__CF_SPLIT)
         return conn_send_staged(c);
+    data = stage_rec_data(mio__conn_ctx(c), rec);
     do
         sent = mio_send(mio__conn_fd(c), data, rec->len);
     while (sent == -EINTR);
@@ -422,7 +424,7 @@ unsigned mio__conn_stage_submit(struct mio__conn_ctx *ctx)
         if (c == NULL)
             continue;
         if (!(c->flags & MIO__CF_SPLIT) &&
-            mio__uring_send(ctx->ring, mio__conn_fd(c), mio__stage_rec_data(ctx, rec), rec->len,
+            mio__uring_send(ctx->ring, mio__conn_fd(c), stage_rec_data(ctx, rec), rec->len,
                             MIO__UD_URGENT | i) == 0) {
             n++;
             continue;
@@ -486,7 +488,7 @@ static int conn_stage(mio_conn *c, const struct iovec *iov, int iovcnt, size_t t
     if (last != NULL && last->c == c && (last->off & MIO__REC_LENT) &&
         ctx->stage_len + last->len + total <= MIO__STAGE_BYTES) {
         /* the conn's lent bytes move into the stage, so that this write joins them: one send */
-        memcpy(ctx->stage + ctx->stage_len, mio__stage_rec_data(ctx, last), last->len);
+        memcpy(ctx->stage + ctx->stage_len, stage_rec_data(ctx, last), last->len);
         last->off = ctx->stage_len;
         ctx->stage_len += last->len;
     }

@@ -20,7 +20,6 @@
 #include "net/net_int.h"
 
 #define STOP_TICK_MS 2
-#define ACCEPT_CANCEL_MS 1000 /* the longest a stop waits for a cancelled accept's end */
 
 /* ---- the hand-off ring (single producer: the acceptor; single consumer: this worker) ---- */
 
@@ -178,33 +177,19 @@ int mio__pool_worker_post_drain(struct mio__pool_worker *w)
     return mio_reactor_post(w->r, worker_drain_task, w);
 }
 
-/* The stop is complete: every conn closed (forced at the deadline), and the last completions of
- * the listeners' cancelled accepts seen, so that no fd they carry is left to the ring's teardown
- * (bounded: a cancel completes within the iteration that submits it). */
-static bool worker_stopped(mio_reactor *r, struct mio__pool_worker *w)
-{
-    if (mio__conn_close_all(r, w->deadline) != 0)
-        return false;
-    return !mio__pool_worker_accepts_live(w) ||
-           mio_reactor_now_ms(r) >= w->deadline + ACCEPT_CANCEL_MS;
-}
-
 static void worker_stop_tick(mio_reactor *r, mio_timer_id id, void *arg)
 {
     struct mio__pool_worker *w = arg;
 
-    if (worker_stopped(r, w)) {
+    if (mio__conn_close_all(r, w->deadline) == 0) {
         (void)mio_reactor_timer_cancel(r, id);
         mio__reactor_stop(r);
     }
 }
 
-void mio__pool_worker_accept_ended(struct mio__pool_worker *w)
-{
-    if (w->stopping && !w->stop_ticking && worker_stopped(w->r, w))
-        mio__reactor_stop(w->r);
-}
-
+/* Reuseport on io_uring: the listeners' accepts are cancelled here, and what they accepted before
+ * the cancel took effect reaches the worker as it stops, or at the latest in the quiesce after
+ * its loop (mio__reactor_quiesce hands the pool its completions), and is closed. */
 static void worker_stop_task(mio_reactor *r, void *arg)
 {
     struct mio__pool_worker *w = arg;
@@ -218,17 +203,9 @@ static void worker_stop_task(mio_reactor *r, void *arg)
     mio__pool_worker_close_ring(w);
     mio__reactor_update_now(r);
     w->deadline = mio_reactor_now_ms(r) + (uint64_t)pool->drain_ms;
-    if (worker_stopped(r, w)) {
+    if (mio__conn_close_all(r, w->deadline) == 0 ||
+        mio_reactor_timer_start(r, STOP_TICK_MS, STOP_TICK_MS, worker_stop_tick, w, NULL) < 0)
         mio__reactor_stop(r);
-    } else if (mio__conn_close_all(r, w->deadline) == 0 && mio__pool_worker_accepts_cancelled(w)) {
-        /* only the accepts' last completions are left: they end the stop
-         * (mio__pool_worker_accept_ended), without a timer that could fail */
-    } else if (mio_reactor_timer_start(r, STOP_TICK_MS, STOP_TICK_MS, worker_stop_tick, w, NULL) ==
-               0) {
-        w->stop_ticking = true;
-    } else {
-        mio__reactor_stop(r);
-    }
 }
 
 /* Owner thread, with every producer stopped. Returns 0 or -EAGAIN (task queue full: retry). */

@@ -10,8 +10,9 @@
  * Closing a listener whose accept is armed cancels the accept first: the ring holds a reference
  * to the socket until the cancel completes (the end of the iteration submits it), so the socket
  * leaves the reuseport group then, and a connection the kernel accepted meanwhile arrives with
- * the worker stopping and is closed, as the backlog of a closed listener is reset. The worker's
- * stop waits for those last completions (mio__pool_worker_accepts_live).
+ * the worker stopping and is closed, as the backlog of a closed listener is reset: during the
+ * stop, or in the ring's quiesce after the loop (mio__reactor_quiesce hands these completions
+ * here too).
  * Worker thread. */
 #ifdef HAVE_CONFIG_H
 #include <config.h>
@@ -182,11 +183,9 @@ static void worker_on_ring_accept(mio_reactor *r, void *ctx, uint64_t ud, int re
     res = mio__pool_ring_accept_result(lfd, res);
     if (!(flags & MIO__CQE_MORE))
         w->listen[l].armed = w->listen[l].cancelled = false;
-    if (w->stopping && res >= 0)
-        (void)close(res); /* accepted before the cancel took effect: reset like the backlog */
     if (w->stopping) {
-        if (!(flags & MIO__CQE_MORE))
-            mio__pool_worker_accept_ended(w);
+        if (res >= 0)
+            (void)close(res); /* accepted before the cancel took effect: reset like the backlog */
         return;
     }
     if (res == -ECANCELED) {
@@ -206,14 +205,14 @@ static void worker_on_ring_accept(mio_reactor *r, void *ctx, uint64_t ud, int re
     } else if (res == -EINVAL || res == -EOPNOTSUPP) {
         /* No multishot accept here (or a socket it refuses): accept4 on readiness from now on,
          * which reports the socket's own errors as before. */
-        if (lfd >= 0 && !w->stopping && worker_listen_on_epoll(w, l) == 0)
+        if (lfd >= 0 && worker_listen_on_epoll(w, l) == 0)
             worker_accept_burst(w, l);
         return;
     } else if (res != -EINTR && res != -EAGAIN &&
                mio__pool_accept_failed(res, lfd, &w->spare_fd, &w->st) == MIO__ACCEPT_PAUSE) {
-        /* Should an error leave the accept armed (MIO__CQE_MORE; the kernel ends it today), it
-         * would try again only when another connection arrives: cancelled now and armed afresh
-         * when the pause ends, it takes the ones already waiting at once. */
+        /* The pause stops every listener of this worker, as on epoll (where the readiness of
+         * the others is ignored meanwhile): their armed accepts are cancelled, and all are
+         * armed afresh when it ends. */
         worker_pause(w, MIO__POOL_ACCEPT_PAUSE_MS);
         worker_ring_cancel(w);
         return;
@@ -222,36 +221,16 @@ static void worker_on_ring_accept(mio_reactor *r, void *ctx, uint64_t ud, int re
 }
 
 /* Prepares the cancel of every armed accept not cancelled yet (it goes out at the end of the
- * iteration). A cancel that finds the SQ full is tried again by the next call. */
+ * iteration). One that finds the SQ full stays armed: the ring's quiesce cancels it at the
+ * latest. */
 static void worker_ring_cancel(struct mio__pool_worker *w)
 {
     for (unsigned l = 0; l < w->pool->nlisteners; l++) {
         struct mio__worker_listen *wl = &w->listen[l];
 
-        if (wl->armed && !wl->cancelled &&
-            mio__uring_cancel(mio__reactor_uring(w->r), accept_ud(l)) == 0)
-            wl->cancelled = true;
+        if (wl->armed && !wl->cancelled)
+            wl->cancelled = mio__uring_cancel(mio__reactor_uring(w->r), accept_ud(l)) == 0;
     }
-}
-
-bool mio__pool_worker_accepts_cancelled(const struct mio__pool_worker *w)
-{
-    for (unsigned l = 0; w->listen != NULL && l < w->pool->nlisteners; l++)
-        if (w->listen[l].armed && !w->listen[l].cancelled)
-            return false;
-    return true;
-}
-
-bool mio__pool_worker_accepts_live(struct mio__pool_worker *w)
-{
-    bool live = false;
-
-    if (w->listen == NULL)
-        return false;
-    worker_ring_cancel(w); /* the ones whose cancel did not fit before */
-    for (unsigned l = 0; l < w->pool->nlisteners; l++)
-        live = live || w->listen[l].armed;
-    return live;
 }
 
 /* ---- set-up and close ---- */

@@ -697,6 +697,24 @@ static int ring_wait(mio_reactor *r, int timeout)
     return err == -ETIME || err == -EBUSY ? 0 : err;
 }
 
+/* The ring's counters, copied into the reactor's stats. */
+static void ring_stats_publish(mio_reactor *r)
+{
+    struct mio__uring_stats us;
+
+    mio__uring_stats(r->uring, &us);
+    ctr_set(&r->st.ring_enters, us.enters);
+    ctr_set(&r->st.ring_completions, us.cqes);
+    ctr_set(&r->st.ring_sends, us.sends);
+    ctr_set(&r->st.ring_sends_nocopy, us.sends_nocopy);
+}
+
+/* The completion is the aux consumer's (mio__reactor_set_aux), not the attached layer's. */
+static bool ring_cqe_aux(const mio_reactor *r, uint64_t ud)
+{
+    return (ud & MIO__REACTOR_UD_AUX) && !(ud & MIO__UD_URGENT) && r->aux_fn != NULL;
+}
+
 static void ring_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsigned bid)
 {
     mio_reactor *r = arg;
@@ -709,7 +727,7 @@ static void ring_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsigne
         r->ring_woke = true; /* the waker's event by another road: no handler ran */
         return;
     }
-    if ((ud & MIO__REACTOR_UD_AUX) && r->aux_fn != NULL && !(ud & MIO__UD_URGENT)) {
+    if (ring_cqe_aux(r, ud)) {
         r->aux_fn(r, r->aux_ctx, ud, res, flags);
         settle_point(r);
         r->ring_ran++;
@@ -729,7 +747,6 @@ static void ring_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsigne
  * *cqes: the completions reaped. */
 static int ring_harvest(mio_reactor *r, unsigned *cqes)
 {
-    struct mio__uring_stats us;
     int n = 0;
 
     r->ring_ran = 0;
@@ -737,11 +754,7 @@ static int ring_harvest(mio_reactor *r, unsigned *cqes)
     settle_point(r); /* what the urgent completions deferred, when no other completion came */
     if (r->ring_ran > 0)
         ctr_add(&r->st.handlers_run, (uint64_t)r->ring_ran);
-    mio__uring_stats(r->uring, &us);
-    ctr_set(&r->st.ring_enters, us.enters);
-    ctr_set(&r->st.ring_completions, us.cqes);
-    ctr_set(&r->st.ring_sends, us.sends);
-    ctr_set(&r->st.ring_sends_nocopy, us.sends_nocopy);
+    ring_stats_publish(r);
     if (r->epoll_due) {
         n = mio_poll_poll(r->poll, r->events, 0);
         if (n < 0)
@@ -759,8 +772,6 @@ static int ring_harvest(mio_reactor *r, unsigned *cqes)
  * Then the cancels of conns closed in this iteration, if no submission took them. */
 static void ring_end_iteration(mio_reactor *r)
 {
-    struct mio__uring_stats us;
-
     for (int round = 0; round < 4 && r->ext != NULL && r->ext->submit != NULL; round++) {
         if (r->ext->submit(r, r->ext_ctx) == 0)
             break;
@@ -768,11 +779,7 @@ static void ring_end_iteration(mio_reactor *r)
         settle_point(r);
     }
     (void)mio__uring_flush(r->uring); /* conns closed in this iteration close now */
-    mio__uring_stats(r->uring, &us);
-    ctr_set(&r->st.ring_enters, us.enters);
-    ctr_set(&r->st.ring_completions, us.cqes);
-    ctr_set(&r->st.ring_sends, us.sends);
-    ctr_set(&r->st.ring_sends_nocopy, us.sends_nocopy);
+    ring_stats_publish(r);
 }
 
 /* Calls the handler of every harvested event whose token is still live, with a settle point
@@ -932,7 +939,7 @@ static void quiesce_on_cqe(void *arg, uint64_t ud, int res, unsigned flags, unsi
 {
     mio_reactor *r = arg;
 
-    if ((ud & MIO__REACTOR_UD_AUX) && !(ud & MIO__UD_URGENT) && r->aux_fn != NULL)
+    if (ring_cqe_aux(r, ud))
         r->aux_fn(r, r->aux_ctx, ud, res, flags);
     if (flags & MIO__CQE_BUFFER)
         mio__uring_buf_put(r->uring, bid);

@@ -3,12 +3,14 @@
 #define MIO_TESTS_HELPERS_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* Number of open fds of this process (/proc/self/fd, not counting the directory's own fd). */
@@ -24,6 +26,50 @@ static inline int mio_test_fd_count(void)
             n++;
     closedir(d);
     return n - 1;
+}
+
+/* Running out of fds on purpose (the EMFILE tests). mio_test_fd_squeeze_begin lowers the soft fd
+ * limit to the fds open now plus 64; call it before the pool starts, since an io_uring accept
+ * reads the limit when it is armed. mio_test_fd_squeeze_fill then takes every number left and
+ * returns 0 once the table is full (-errno otherwise, -ENOSPC when fill[] ran out first).
+ * mio_test_fd_squeeze_end closes them and restores the limit (0 or -errno). */
+struct mio_test_fd_squeeze {
+    struct rlimit old;
+    int fill[128];
+    int n;
+};
+
+static inline int mio_test_fd_squeeze_begin(struct mio_test_fd_squeeze *s)
+{
+    struct rlimit low;
+
+    s->n = 0;
+    if (getrlimit(RLIMIT_NOFILE, &s->old) != 0)
+        return -errno;
+    low = s->old;
+    low.rlim_cur = (rlim_t)mio_test_fd_count() + 64;
+    return setrlimit(RLIMIT_NOFILE, &low) == 0 ? 0 : -errno;
+}
+
+static inline int mio_test_fd_squeeze_fill(struct mio_test_fd_squeeze *s)
+{
+    for (;;) {
+        int fd;
+
+        if (s->n == (int)(sizeof s->fill / sizeof s->fill[0]))
+            return -ENOSPC;
+        fd = dup(0);
+        if (fd < 0)
+            return errno == EMFILE ? 0 : -errno;
+        s->fill[s->n++] = fd;
+    }
+}
+
+static inline int mio_test_fd_squeeze_end(struct mio_test_fd_squeeze *s)
+{
+    while (s->n > 0)
+        close(s->fill[--s->n]);
+    return setrlimit(RLIMIT_NOFILE, &s->old) == 0 ? 0 : -errno;
 }
 
 /* True when fd has both O_NONBLOCK and FD_CLOEXEC. */

@@ -10,7 +10,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -101,14 +100,20 @@ out:
     return rc;
 }
 
-static void start_pool(int mode, mio_pool **out, mio_addr *a)
+/* A pool listening on 127.0.0.1 (port in *a), not started yet. */
+static void new_pool(int mode, unsigned workers, mio_pool **out, mio_addr *a)
 {
-    mio_pool_opts o = {.workers = 2, .mode = mode};
+    mio_pool_opts o = {.workers = workers, .mode = mode};
 
     assert_int_equal(mio_pool_new(&o, out), 0);
     assert_int_equal(mio_addr_parse("127.0.0.1:0", a), 0);
     assert_int_equal(mio_pool_listen(*out, a, on_accept, NULL), 0);
     assert_int_equal(mio_pool_local_addr(*out, 0, a), 0);
+}
+
+static void start_pool(int mode, mio_pool **out, mio_addr *a)
+{
+    new_pool(mode, 2, out, a);
     assert_int_equal(mio_pool_start(*out), 0);
 }
 
@@ -193,16 +198,12 @@ static bool ring_pool(void)
 static void accept_error_ring(int mode, int err, long count, uint64_t want_errors,
                               uint64_t want_emfile)
 {
-    /* one reuseport worker: the client must land on the listener whose accept was faulted */
-    mio_pool_opts o = {.workers = mode == MIO_POOL_REUSEPORT ? 1 : 2, .mode = mode};
     mio_worker_stats st;
     mio_pool *p;
     mio_addr a;
 
-    assert_int_equal(mio_pool_new(&o, &p), 0);
-    assert_int_equal(mio_addr_parse("127.0.0.1:0", &a), 0);
-    assert_int_equal(mio_pool_listen(p, &a, on_accept, NULL), 0);
-    assert_int_equal(mio_pool_local_addr(p, 0, &a), 0);
+    /* one reuseport worker: the client must land on the listener whose accept was faulted */
+    new_pool(mode, mode == MIO_POOL_REUSEPORT ? 1 : 2, &p, &a);
     fault_arm(FAULT_ACCEPT4, 0, count, err, -1);
     assert_int_equal(mio_pool_start(p), 0);
     /* The client comes once the acceptor has acted on the errors: an EMFILE sheds a pending
@@ -267,8 +268,8 @@ static void test_accept_errors_reuseport(void **state)
  * POLL_FIRST and makes no attempt at all then. */
 static void emfile_no_blind_shed(int mode)
 {
-    struct rlimit old, low;
-    int fill[256], nfill = 0, cl;
+    struct mio_test_fd_squeeze sq;
+    int cl;
     mio_worker_stats st0, st1;
     struct timeval tv = {.tv_sec = 10};
     long calls0;
@@ -276,16 +277,11 @@ static void emfile_no_blind_shed(int mode)
     mio_addr a;
     char c;
 
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-    low = old;
-    low.rlim_cur = (rlim_t)mio_test_fd_count() + 64;
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    assert_int_equal(mio_test_fd_squeeze_begin(&sq), 0);
     cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(cl >= 0);
     start_pool(mode, &p, &a);
-    while (nfill < 256 && (fill[nfill] = dup(0)) >= 0)
-        nfill++;
-    assert_int_equal(errno, EMFILE);
+    assert_int_equal(mio_test_fd_squeeze_fill(&sq), 0);
     /* one real EMFILE: its client is shed, and the pauses and retries begin */
     assert_int_equal(connect(cl, &a.u.sa, a.len), 0);
     assert_int_equal(setsockopt(cl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
@@ -304,10 +300,8 @@ static void emfile_no_blind_shed(int mode)
         assert_int_equal(st1.accept_calls, st0.accept_calls);
         assert_int_equal(st1.emfile, st0.emfile);
     }
-    while (nfill > 0)
-        close(fill[--nfill]);
     close(cl);
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(mio_test_fd_squeeze_end(&sq), 0);
     assert_int_equal(client_echo(&a, 100, 8), 0); /* served again */
     assert_int_equal(mio_pool_stop(p, 1000), 0);
     mio_pool_free(p);

@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -677,8 +676,8 @@ static void test_ring_full(void **state)
 
 static void emfile_run(int mode)
 {
-    int base = mio_test_fd_count(), nc = 4, cl[4], *filler, nfill = 0;
-    struct rlimit old, low;
+    int base = mio_test_fd_count(), nc = 4, cl[4];
+    struct mio_test_fd_squeeze sq;
     mio_addr a;
     mio_pool *pool;
     mio_worker_stats st0, st1;
@@ -692,21 +691,9 @@ static void emfile_run(int mode)
     /* The limit is lowered before the pool starts: an io_uring acceptor's multishot accept counts
      * the limit in force when it was armed (the kernel reads it then), as accept4 reads it per
      * call. */
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-    low = old;
-    low.rlim_cur = (rlim_t)mio_test_fd_count() + 64;
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    assert_int_equal(mio_test_fd_squeeze_begin(&sq), 0);
     pool = start_pool(1, mode, MIO_BALANCE_ROUND_ROBIN, echo_accept, &a, NULL);
-    filler = malloc(sizeof(int) * 128);
-    for (;;) {
-        int fd = dup(0);
-
-        if (fd < 0)
-            break;
-        assert_true(nfill < 128);
-        filler[nfill++] = fd;
-    }
-    assert_int_equal(errno, EMFILE);
+    assert_int_equal(mio_test_fd_squeeze_fill(&sq), 0);
     assert_int_equal(mio_pool_stats(pool, 0, &st0), 0);
     calls0 = st0.accept_calls;
     for (int i = 0; i < nc; i++)
@@ -726,12 +713,9 @@ static void emfile_run(int mode)
     assert_true(emf >= (uint64_t)nc);
     assert_true(st1.accept_calls - calls0 < 60);
     assert_int_equal(atomic_load(&n_opened), 0);
-    for (int i = 0; i < nfill; i++)
-        close(filler[i]);
-    free(filler);
     for (int i = 0; i < nc; i++)
         close(cl[i]);
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(mio_test_fd_squeeze_end(&sq), 0);
     /* service resumes */
     assert_int_equal(run_echo_clients(&a, 4, 4096, 20000), 4);
     wait_for(&n_closed, 4, 10000);

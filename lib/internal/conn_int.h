@@ -131,9 +131,6 @@ struct mio__conn_ctx {
     uint16_t lent[MIO__STAGE_RECS];
 };
 
-/* The bytes of a stage record. */
-char *mio__stage_rec_data(const struct mio__conn_ctx *ctx, const struct mio__stage_rec *rec);
-
 static inline struct mio__conn_ctx *mio__conn_ctx(const mio_conn *c)
 {
     return mio__reactor_ext_ctx(c->r); /* set: the conn was opened */

@@ -87,7 +87,6 @@ struct mio__pool_worker {
     int spare_fd;       /* reuseport: spare fd for EMFILE */
     bool accept_paused; /* reuseport: EMFILE pause in progress */
     bool accept_more;   /* reuseport: a batch hit its limit, a continuation is queued */
-    bool stop_ticking;  /* the stop's tick timer runs */
     struct mio__worker_listen *listen; /* reuseport: this worker's state of each listener */
 };
 
@@ -148,20 +147,12 @@ int mio__pool_ring_accept_result(int lfd, int res);
 int mio__pool_worker_listen(struct mio__pool_worker *w);
 /* Closes the worker's listeners (their accepts on the ring cancelled first). */
 void mio__pool_worker_close_listeners(struct mio__pool_worker *w);
-/* A listener's accept on the ring has not reported its last completion yet (cancels that did not
- * fit in the SQ before are prepared again). */
-bool mio__pool_worker_accepts_live(struct mio__pool_worker *w);
-/* Every accept still live has its cancel prepared (it goes out at the end of this iteration). */
-bool mio__pool_worker_accepts_cancelled(const struct mio__pool_worker *w);
 /* Releases what mio__pool_worker_listen set up (after the loop ended). */
 void mio__pool_worker_listen_free(struct mio__pool_worker *w);
 /* The peer of an accepted fd (AF_UNSPEC when the client has gone already). Any thread. */
 void mio__pool_getpeer(int fd, mio_addr *peer);
 
 /* worker side (pool_worker.c) */
-/* A stopping worker's accept on the ring reported its last completion: the stop ends now if
- * nothing else is left. */
-void mio__pool_worker_accept_ended(struct mio__pool_worker *w);
 void *mio__pool_worker_main(void *arg);
 int mio__pool_worker_post_stop(struct mio__pool_worker *w);
 /* Owner thread, reuseport mode: has worker w close its listeners and set its drain_done (under

@@ -256,19 +256,39 @@ int mio__uring_new_plain(int epfd, struct mio__uring **out)
     return ring_new(epfd, true, out);
 }
 
+/* Accounts for a completion and hands it to fn (none: it is dropped). */
 static void cqe_deliver(struct mio__uring *u, const struct io_uring_cqe *cqe, mio__uring_cqe_fn fn,
-                        void *ctx);
+                        void *ctx)
+{
+    uint64_t ud = io_uring_cqe_get_data64(cqe);
+    unsigned flags = 0, bid = 0;
+
+    if (!cqe_count(u, cqe))
+        return;
+    if (ud & MIO__UD_URGENT)
+        u->urgent_inflight--; /* urgent operations are single-shot */
+    if (cqe->flags & IORING_CQE_F_MORE)
+        flags |= MIO__CQE_MORE;
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        flags |= MIO__CQE_BUFFER;
+        bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+    }
+    if (cqe->res == -ENOBUFS)
+        u->st.nobufs++;
+    if (ud == MIO__UD_EPOLL && !(flags & MIO__CQE_MORE))
+        u->poll_armed = false; /* re-armed before the next wait */
+    if (ud & UD_WAKE_SENT)
+        ud &= ~UD_WAKE_SENT; /* a wake we sent failed: the caller's ud */
+    if (ud != MIO__UD_NONE && fn != NULL)
+        fn(ctx, ud, cqe->res, flags, bid);
+}
 
 /* Forgets the completions kept for the next reap (the ring is going away: nobody will want
  * them, and their buffers go with it), or hands them to fn when there is one. */
 static void held_drop(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
 {
-    for (unsigned i = 0; i < u->nheld; i++) {
-        if (fn != NULL)
-            cqe_deliver(u, &u->held[i], fn, ctx);
-        else
-            (void)cqe_count(u, &u->held[i]);
-    }
+    for (unsigned i = 0; i < u->nheld; i++)
+        cqe_deliver(u, &u->held[i], fn, ctx);
     u->nheld = 0;
 }
 
@@ -296,10 +316,7 @@ void mio__uring_quiesce(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
         io_uring_for_each_cqe(&u->ring, head, cqe)
         {
             n++;
-            if (fn != NULL)
-                cqe_deliver(u, cqe, fn, ctx);
-            else
-                (void)cqe_count(u, cqe);
+            cqe_deliver(u, cqe, fn, ctx);
         }
         io_uring_cq_advance(&u->ring, n);
     }
@@ -350,31 +367,6 @@ int mio__uring_wait(struct mio__uring *u, int timeout_ms)
     return err < 0 ? err : 0;
 }
 
-static void cqe_deliver(struct mio__uring *u, const struct io_uring_cqe *cqe, mio__uring_cqe_fn fn,
-                        void *ctx)
-{
-    uint64_t ud = io_uring_cqe_get_data64(cqe);
-    unsigned flags = 0, bid = 0;
-
-    if (!cqe_count(u, cqe))
-        return;
-    if (ud & MIO__UD_URGENT)
-        u->urgent_inflight--; /* urgent operations are single-shot */
-    if (cqe->flags & IORING_CQE_F_MORE)
-        flags |= MIO__CQE_MORE;
-    if (cqe->flags & IORING_CQE_F_BUFFER) {
-        flags |= MIO__CQE_BUFFER;
-        bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-    }
-    if (cqe->res == -ENOBUFS)
-        u->st.nobufs++;
-    if (ud == MIO__UD_EPOLL && !(flags & MIO__CQE_MORE))
-        u->poll_armed = false; /* re-armed before the next wait */
-    if (ud & UD_WAKE_SENT)
-        ud &= ~UD_WAKE_SENT; /* a wake we sent failed: the caller's ud */
-    if (ud != MIO__UD_NONE)
-        fn(ctx, ud, cqe->res, flags, bid);
-}
 
 static struct io_uring_cqe *cqe_at(struct mio__uring *u, unsigned i)
 {
