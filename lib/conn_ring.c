@@ -8,9 +8,13 @@
  * never fills its socket costs no epoll_ctl and no epoll wake-up per segment. A
  * completion's bytes are delivered like a read (after the kept tail, contiguous), the buffer goes
  * back to the ring at once (the conn holds no read buffer of its own), and the receive is armed
- * again while the conn still reads: one buffer per conn per iteration, so back-pressure (the high
- * mark, mio_conn_set_reading) takes effect within a buffer, as with epoll. A receive that came
- * back short re-arms with POLL_FIRST: the kernel waits for data instead of trying at once.
+ * again when it ended while the conn still reads. Where the kernel can limit a multishot receive,
+ * the receive is multishot (mio__uring_recv): one arm serves many messages, without a poll arm
+ * per message, and ends after a buffer's worth of bytes, so a conn takes at most two buffers per
+ * arm and back-pressure (the high mark, mio_conn_set_reading) takes effect within two buffers, as
+ * within one with epoll. Elsewhere it is single-shot: one buffer per arm. A receive that
+ * found the socket drained re-arms with POLL_FIRST: the kernel waits for data instead of trying
+ * at once.
  *
  * The receive's user_data is the conn's token (slot | generation << 32), so a completion that
  * arrives after the conn was finished (its slot released, maybe reused) finds no conn and only
@@ -181,10 +185,13 @@ static bool recv_retry(int res)
     return res == -ENOBUFS || res == -ECANCELED || res == -EAGAIN || res == -EINTR;
 }
 
-/* The receive found the socket drained (it came back short, or said there was nothing): the
- * next one waits for data instead of trying at once. */
-static bool recv_drained(int res)
+/* The receive found the socket drained (a single-shot one came back short, or said there was
+ * nothing): the next one waits for data instead of trying at once. A multishot receive that
+ * ends with bytes ended at its limit, with the socket maybe still full. */
+static bool recv_drained(const struct mio__uring *ring, int res)
 {
+    if (res > 0 && mio__uring_recv_multishot(ring))
+        return false;
     return (res >= 0 && res < (int)MIO__URING_BUF_SIZE) || res == -EAGAIN;
 }
 
@@ -225,6 +232,6 @@ void mio__conn_ring_complete(mio_reactor *r, void *ctx, uint64_t ud, int res, un
         mio__conn_teardown(c, res);
     /* The receive ended: armed again if the conn still reads (after a retry result too). */
     if (!(flags & MIO__CQE_MORE) && !(c->flags & MIO__CF_DEAD) &&
-        conn_ring_sync(c, conn_reading(c), recv_drained(res)) < 0)
+        conn_ring_sync(c, conn_reading(c), recv_drained(ring, res)) < 0)
         mio__conn_teardown(c, -EBUSY); /* the ring's queue stayed full */
 }

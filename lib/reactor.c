@@ -214,12 +214,14 @@ int mio_reactor_new(const mio_reactor_opts *opts, mio_reactor **out)
         goto err_events;
     if (backend == MIO_BACKEND_IO_URING) {
         err = mio__uring_new(mio_poll_fd(r->poll), &r->uring);
-        if (err < 0 && !fallback)
+        if (err < 0 && (!fallback || err == -EINVAL)) /* -EINVAL: MIO_URING_RECV */
             goto err_waker;
         if (err < 0)
             backend = MIO_BACKEND_EPOLL; /* AUTO: the probe's ring ran, this one cannot */
     }
     ctr_set(&r->st.backend, (uint64_t)backend);
+    if (r->uring != NULL)
+        ctr_set(&r->st.ring_recv_multishot, mio__uring_recv_multishot(r->uring));
     *out = r;
     return 0;
 
@@ -707,6 +709,7 @@ static void ring_stats_publish(mio_reactor *r)
     ctr_set(&r->st.ring_completions, us.cqes);
     ctr_set(&r->st.ring_sends, us.sends);
     ctr_set(&r->st.ring_sends_nocopy, us.sends_nocopy);
+    ctr_set(&r->st.ring_recv_arms, us.recv_arms);
 }
 
 /* The completion is the aux consumer's (mio__reactor_set_aux), not the attached layer's. */
@@ -910,6 +913,8 @@ int mio_reactor_stats(const mio_reactor *r, struct mio_reactor_stats *out)
     out->ring_completions = mio__pr_load_64(&r->st.ring_completions);
     out->ring_sends = mio__pr_load_64(&r->st.ring_sends);
     out->ring_sends_nocopy = mio__pr_load_64(&r->st.ring_sends_nocopy);
+    out->ring_recv_arms = mio__pr_load_64(&r->st.ring_recv_arms);
+    out->ring_recv_multishot = mio__pr_load_64(&r->st.ring_recv_multishot);
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <mio/mio.h>
@@ -1282,6 +1283,68 @@ static uint64_t relay_round(enum relay_how how, uint64_t *ring_sends)
     return after.ring_sends_nocopy - before.ring_sends_nocopy;
 }
 
+/* ---- receives on the ring: multishot where the kernel limits them ---- */
+
+#define ARM_MSGS 200
+
+/* Whether this kernel's release is at least major.minor (uname). */
+static bool kernel_at_least(int major, int minor)
+{
+    struct utsname u;
+    int ma = 0, mi = 0;
+
+    assert_int_equal(uname(&u), 0);
+    assert_true(sscanf(u.release, "%d.%d", &ma, &mi) == 2);
+    return ma > major || (ma == major && mi >= minor);
+}
+
+/* ARM_MSGS small messages echoed one at a time on one conn: with multishot receives one arm
+ * serves many of them (it ends after a buffer's worth of bytes), with single-shot receives each
+ * message needs an arm of its own. MIO_URING_RECV=single (the .single runs) says which is
+ * wanted; otherwise a kernel from 6.17 on must give multishot. */
+static void test_ring_receive_arms(void **state)
+{
+    const char *env = getenv("MIO_URING_RECV");
+    struct tconn t = {.echo = true, .check_pattern = true};
+    struct mio_reactor_stats before, after;
+    unsigned char out[32], in[32];
+    uint64_t arms;
+    int cli, srv;
+
+    (void)state;
+    assert_int_equal(mio_reactor_stats(r, &before), 0);
+    if (before.backend != MIO_BACKEND_IO_URING) {
+        assert_int_equal(before.ring_recv_multishot, 0);
+        skip();
+    }
+    if (env != NULL && strcmp(env, "single") == 0)
+        assert_int_equal(before.ring_recv_multishot, 0);
+    else if (kernel_at_least(6, 17))
+        assert_int_equal(before.ring_recv_multishot, 1);
+    make_pair(&cli, &srv);
+    assert_int_equal(mio_conn_open(r, srv, &t_ops, &t, &t.c), 0);
+    run_for(5);
+    assert_int_equal(mio_reactor_stats(r, &before), 0);
+    for (size_t m = 0; m < ARM_MSGS; m++) {
+        pattern_fill(out, m * sizeof out, sizeof out);
+        assert_int_equal(send(cli, out, sizeof out, MSG_NOSIGNAL), (ssize_t)sizeof out);
+        read_exactly(cli, in, sizeof in);
+        assert_memory_equal(in, out, sizeof out);
+    }
+    assert_int_equal(mio_reactor_stats(r, &after), 0);
+    assert_false(t.bad_data);
+    arms = after.ring_recv_arms - before.ring_recv_arms;
+    print_message("note: %d receive arms for %d messages (multishot: %d)\n", (int)arms, ARM_MSGS,
+                  (int)after.ring_recv_multishot);
+    if (after.ring_recv_multishot)
+        assert_true(arms <= 2); /* 200 x 32 bytes: under one limit's worth */
+    else
+        assert_true(arms >= ARM_MSGS);
+    mio_conn_close(t.c);
+    run_for(10);
+    close(cli);
+}
+
 static void test_relay_from_receive_buffer(void **state)
 {
     bool ring = mio_reactor_backend(r) == MIO_BACKEND_IO_URING;
@@ -1412,6 +1475,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_iteration_sends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_epoll_set_membership, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relay_from_receive_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ring_receive_arms, setup, teardown),
     };
 
     mio_test_watchdog(280);

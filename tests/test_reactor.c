@@ -146,8 +146,8 @@ static void test_backend_option(void **state)
 }
 
 /* MIO_BACKEND picks the default backend (read once per process, so each case is a new process:
- * this program run again with --backend-env-child). */
-static int env_child(const char *value)
+ * this program run again with --backend-env-child). var2 (when not NULL) is set to value2 too. */
+static int env_child2(const char *value, const char *var2, const char *value2)
 {
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -163,6 +163,9 @@ static int env_child(const char *value)
             setenv("MIO_BACKEND", value, 1);
         else
             unsetenv("MIO_BACKEND");
+        unsetenv("MIO_URING_RECV");
+        if (var2 != NULL)
+            setenv(var2, value2, 1);
         execl(self, self, "--backend-env-child", (char *)NULL);
         _exit(127);
     }
@@ -171,10 +174,19 @@ static int env_child(const char *value)
     return WEXITSTATUS(status);
 }
 
-/* The child: creates a reactor with the default backend; exits 100 + the backend, or 1 with the
- * -errno printed. */
+/* The child's exit without the receive mode: 100 + the backend, or 1 or 2. */
+static int env_child(const char *value)
+{
+    int code = env_child2(value, NULL, NULL);
+
+    return code >= 110 ? code - 10 : code;
+}
+
+/* The child: creates a reactor with the default backend; exits 100 + the backend (+ 10 when its
+ * receives are multishot), or 1 with the -errno printed (2 for -EINVAL). */
 static int backend_env_child(void)
 {
+    struct mio_reactor_stats st;
     mio_reactor *r;
     int err = mio_reactor_new(NULL, &r), b;
 
@@ -183,6 +195,8 @@ static int backend_env_child(void)
         return err == -EINVAL ? 2 : 1;
     }
     b = mio_reactor_backend(r);
+    if (mio_reactor_stats(r, &st) == 0 && st.ring_recv_multishot)
+        b += 10;
     mio_reactor_free(r);
     return 100 + b;
 }
@@ -202,6 +216,31 @@ static void test_backend_env(void **state)
     assert_int_equal(env_child("auto"), 100 + (uring ? MIO_BACKEND_IO_URING : MIO_BACKEND_EPOLL));
     assert_int_equal(env_child("io_uring"), uring ? 100 + MIO_BACKEND_IO_URING : 1);
     assert_int_equal(env_child("kqueue"), 2); /* an unknown name: -EINVAL, not a silent epoll */
+}
+
+/* MIO_URING_RECV: "single" makes receives single-shot; unset, empty or "multishot" leaves them
+ * multishot where the kernel can limit them (all three alike); anything else is -EINVAL, from
+ * the io_uring backend and from AUTO too (not a silent fall-back to epoll); epoll ignores it. */
+static void test_uring_recv_env(void **state)
+{
+    mio_reactor_opts o = {.backend = MIO_BACKEND_IO_URING};
+    mio_reactor *r;
+    int dflt;
+
+    (void)state;
+    if (mio_reactor_new(&o, &r) < 0)
+        skip();
+    mio_reactor_free(r);
+    dflt = env_child2("io_uring", NULL, NULL);
+    assert_true(dflt == 100 + MIO_BACKEND_IO_URING || dflt == 110 + MIO_BACKEND_IO_URING);
+    assert_int_equal(env_child2("io_uring", "MIO_URING_RECV", ""), dflt);
+    assert_int_equal(env_child2("io_uring", "MIO_URING_RECV", "multishot"), dflt);
+    assert_int_equal(env_child2("io_uring", "MIO_URING_RECV", "single"),
+                     100 + MIO_BACKEND_IO_URING);
+    assert_int_equal(env_child2("auto", "MIO_URING_RECV", "single"), 100 + MIO_BACKEND_IO_URING);
+    assert_int_equal(env_child2("io_uring", "MIO_URING_RECV", "multi"), 2);
+    assert_int_equal(env_child2("auto", "MIO_URING_RECV", "Single"), 2);
+    assert_int_equal(env_child2("epoll", "MIO_URING_RECV", "bogus"), 100 + MIO_BACKEND_EPOLL);
 }
 
 static void test_null_arguments(void **state)
@@ -980,6 +1019,7 @@ int main(int argc, char **argv)
         CORE_TEST(test_new_options),
         CORE_TEST(test_backend_option),
         CORE_TEST(test_backend_env),
+        CORE_TEST(test_uring_recv_env),
         CORE_TEST(test_null_arguments),
         CORE_TEST(test_add_errors),
         CORE_TEST(test_dispatch_and_tokens),

@@ -29,7 +29,11 @@ typedef void (*mio_timer_fn)(mio_reactor *r, mio_timer_id id, void *arg);
  * (-EOPNOTSUPP: built without liburing, or a kernel without provided buffer rings; -EPERM:
  * kernel.io_uring_disabled or a seccomp filter; -ENOSYS). AUTO:
  * IO_URING where it runs, else EPOLL (also for a reactor whose own ring cannot be set up: out of
- * memory or fds). mio_reactor_backend says which one a reactor got. */
+ * memory or fds). mio_reactor_backend says which one a reactor got. On IO_URING a conn's receive
+ * is multishot where the kernel can limit one (Linux 6.17), else single-shot; the
+ * MIO_URING_RECV environment variable (read once per process) set to "single" keeps it
+ * single-shot, "multishot" or unset is the default, anything else makes creating an io_uring
+ * reactor (IO_URING or AUTO) fail with -EINVAL. */
 enum {
     MIO_BACKEND_DEFAULT = 0,
     MIO_BACKEND_EPOLL = 1,
@@ -73,7 +77,10 @@ struct mio_reactor_stats {
     uint64_t ring_sends_nocopy; /* ... of them sent straight from the receive buffer the bytes
                                    came in (a write, inside on_read, of what on_read was given:
                                    no copy into the stage) */
-    uint64_t reserved[14];    /* zero; room for counters to come */
+    uint64_t ring_recv_arms;  /* io_uring backend: receives armed on the ring (0 with epoll) */
+    uint64_t ring_recv_multishot; /* io_uring backend: 1 when this reactor's receives are
+                                     multishot (each arm serves many completions), else 0 */
+    uint64_t reserved[12];    /* zero; room for counters to come */
 };
 /* Field notes: iterations counts poll calls; events every harvested event (the internal waker's
  * too); handlers_run / tasks_run / timers_fired the callbacks run; wakes_performed the eventfd

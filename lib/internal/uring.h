@@ -36,7 +36,8 @@ struct mio__uring;
  * seccomp), -ENOMEM. Any thread. */
 int mio__uring_probe(void);
 
-/* A ring watching epfd, with the provided buffers. Returns 0 and *out or -errno. */
+/* A ring watching epfd, with the provided buffers. Returns 0 and *out or -errno (-EINVAL: the
+ * MIO_URING_RECV environment variable, read once, is set to neither "multishot" nor "single"). */
 int mio__uring_new(int epfd, struct mio__uring **out);
 /* A ring without provided buffers (receives cannot be prepared on it), watching epfd like
  * mio__uring_new's (epfd < 0: none): for a thread that only waits and sends wakes. Returns 0 and
@@ -76,11 +77,17 @@ unsigned mio__uring_submit_urgent(struct mio__uring *u, mio__uring_cqe_fn fn, vo
 /* Completions mio__uring_submit_urgent kept for the next reap: the next wait must not block. */
 bool mio__uring_held(const struct mio__uring *u);
 
-/* Prepares a receive of at most one provided buffer (sent at the next wait). poll_first: the
- * socket was just drained, so the kernel waits for readiness instead of trying a receive at once.
- * (Single-shot on purpose: a multishot receive keeps taking buffers for as long as data arrives
- * during one io_uring_enter, megabytes for one conn, whatever the caller's back-pressure.) */
+/* Prepares a receive into provided buffers (sent at the next wait). poll_first: the socket was
+ * just drained, so the kernel waits for readiness instead of trying a receive at once.
+ * Where the kernel can limit a multishot receive (Linux 6.17) and MIO_URING_RECV does not say
+ * "single", the receive is multishot: each completion carries at most one buffer, with
+ * MIO__CQE_MORE while it stays armed, and it ends (no MORE) once it has received
+ * MIO__URING_BUF_SIZE bytes or more (so at most two buffers' worth per arm, however fast data
+ * comes), on EOF, an error or a cancel. Otherwise it is single-shot: one completion, at most one
+ * buffer. Returns 0 or -EBUSY (the SQ stayed full). */
 int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first);
+/* Whether this ring's receives are multishot (set when the ring was created). */
+bool mio__uring_recv_multishot(const struct mio__uring *u);
 /* The size of a provided buffer: a receive that fills it has probably left data behind. */
 #define MIO__URING_BUF_SIZE (16u * 1024u)
 /* Prepares a send of buf[0..len) with MSG_DONTWAIT | MSG_NOSIGNAL. The kernel tries it once,
@@ -130,9 +137,9 @@ char *mio__uring_buf(const struct mio__uring *u, unsigned bid);
 void mio__uring_buf_put(struct mio__uring *u, unsigned bid);
 
 /* Counters: io_uring_enter calls made, completions seen, receives that ran out of buffers, sends
- * prepared, and of those the ones whose bytes lie in the provided buffers. */
+ * prepared, of those the ones whose bytes lie in the provided buffers, and receives armed. */
 struct mio__uring_stats {
-    uint64_t enters, cqes, nobufs, sends, sends_nocopy;
+    uint64_t enters, cqes, nobufs, sends, sends_nocopy, recv_arms;
 };
 void mio__uring_stats(const struct mio__uring *u, struct mio__uring_stats *out);
 

@@ -49,6 +49,13 @@
  * connection waiting, and the EMFILE shed (mio__pool_accept_failed) would close whichever
  * connection arrives next, or fight another thread for the number it frees. */
 #define ACCEPT_POLL_FIRST (1U << 2)
+/* A multishot receive ends (a completion without IORING_CQE_F_MORE) once it has received this
+ * many bytes: the limit goes in sqe->optlen (Linux 6.17), the field liburing 2.3 calls
+ * file_index. Without a limit a multishot receive keeps taking buffers for as long as data
+ * arrives during one io_uring_enter, megabytes for one conn whatever its back-pressure; with it,
+ * a conn takes at most RECV_LIMIT + BUF_SIZE - 1 bytes per arm. Kernels without the limit refuse
+ * the field with -EINVAL (the probe tells), and their receives stay single-shot. */
+#define RECV_LIMIT BUF_SIZE
 
 struct mio__uring {
     struct io_uring ring;
@@ -61,6 +68,7 @@ struct mio__uring {
     bool can_wake;  /* plain rings: MSG_RING and CQE_SKIP_SUCCESS work (mio__uring_can_wake) */
     bool flush_due; /* a cancel is prepared (mio__uring_flush) */
     bool entered; /* something was submitted: the kernel may hold operations */
+    bool recv_mshot; /* receives are multishot with a limit (mio__uring_recv_multishot) */
     unsigned inflight; /* operations whose final completion (no MORE flag) has not been seen */
     unsigned urgent_inflight; /* ... of them urgent (MIO__UD_URGENT) */
     /* Ordinary completions taken off the CQ by mio__uring_submit_urgent, for the next reap. */
@@ -218,7 +226,7 @@ static void *setup_thread(void *arg)
     return NULL;
 }
 
-static int ring_new(int epfd, bool plain, struct mio__uring **out)
+static int ring_new(int epfd, bool plain, bool mshot, struct mio__uring **out)
 {
     struct mio__uring *u = calloc(1, sizeof *u);
     struct setup_job j = {u, plain, 0, 0};
@@ -228,6 +236,7 @@ static int ring_new(int epfd, bool plain, struct mio__uring **out)
     if (u == NULL)
         return -ENOMEM;
     u->epfd = epfd; /* its poll is armed by the first wait */
+    u->recv_mshot = mshot;
     err = pthread_create(&t, NULL, setup_thread, &j);
     if (err != 0) {
         free(u);
@@ -246,14 +255,37 @@ static int ring_new(int epfd, bool plain, struct mio__uring **out)
     return 0;
 }
 
+static bool probe_mshot; /* set by the probe: receives can be multishot with a limit */
+static int env_recv; /* MIO_URING_RECV: 1 multishot where the kernel can, 0 single, -EINVAL */
+static pthread_once_t env_recv_once = PTHREAD_ONCE_INIT;
+
+static void env_recv_read(void)
+{
+    const char *v = getenv("MIO_URING_RECV");
+
+    if (v == NULL || *v == '\0' || strcmp(v, "multishot") == 0)
+        env_recv = 1;
+    else if (strcmp(v, "single") == 0)
+        env_recv = 0;
+    else
+        env_recv = -EINVAL;
+}
+
 int mio__uring_new(int epfd, struct mio__uring **out)
 {
-    return ring_new(epfd, false, out);
+    int err = mio__uring_probe();
+
+    if (err < 0)
+        return err;
+    (void)pthread_once(&env_recv_once, env_recv_read);
+    if (env_recv < 0)
+        return env_recv;
+    return ring_new(epfd, false, env_recv == 1 && probe_mshot, out);
 }
 
 int mio__uring_new_plain(int epfd, struct mio__uring **out)
 {
-    return ring_new(epfd, true, out);
+    return ring_new(epfd, true, false, out);
 }
 
 /* Accounts for a completion and hands it to fn (none: it is dropped). */
@@ -477,19 +509,35 @@ int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, u
     return 0;
 }
 
-int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first)
+/* A receive into one provided buffer; limit > 0: multishot, ending after limit bytes. */
+static int recv_prep(struct mio__uring *u, int fd, uint64_t ud, bool poll_first, unsigned limit)
 {
     struct io_uring_sqe *sqe = sqe_get(u);
 
     if (sqe == NULL)
         return -EBUSY;
-    io_uring_prep_recv(sqe, fd, NULL, BUF_SIZE, 0);
+    io_uring_prep_recv(sqe, fd, NULL, limit > 0 ? 0 : BUF_SIZE, 0);
+    if (limit > 0) {
+        sqe->ioprio |= IORING_RECV_MULTISHOT; /* len 0: each receive fills at most a buffer */
+        sqe->file_index = limit;              /* optlen */
+    }
     if (poll_first)
         sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BGID;
     io_uring_sqe_set_data64(sqe, ud);
+    u->st.recv_arms++;
     return 0;
+}
+
+int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first)
+{
+    return recv_prep(u, fd, ud, poll_first, u->recv_mshot ? RECV_LIMIT : 0);
+}
+
+bool mio__uring_recv_multishot(const struct mio__uring *u)
+{
+    return u->recv_mshot;
 }
 
 int mio__uring_accept(struct mio__uring *u, int lfd, uint64_t ud)
@@ -597,40 +645,68 @@ void mio__uring_stats(const struct mio__uring *u, struct mio__uring_stats *out)
 static int probe_result;
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 
+/* The completion of the probe's operation ud, waited for up to half a second: its res (-ETIME
+ * when none came) and flags. */
+static int probe_reap(struct mio__uring *u, uint64_t ud, unsigned *flags)
+{
+    int got = -ETIME;
+
+    for (int i = 0; i < 50 && got == -ETIME; i++) {
+        struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+
+        (void)io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
+        u->entered = true;
+        io_uring_for_each_cqe(&u->ring, head, cqe)
+        {
+            n++;
+            if (cqe_count(u, cqe) && io_uring_cqe_get_data64(cqe) == ud) {
+                got = cqe->res;
+                *flags = cqe->flags;
+            }
+        }
+        io_uring_cq_advance(&u->ring, n);
+    }
+    return got;
+}
+
+/* One byte written to wfd and received on rfd by a receive armed with limit (0: single-shot).
+ * Returns 0 when it came in a provided buffer and the receive ended with it, else what failed. */
+static int probe_recv(struct mio__uring *u, int rfd, int wfd, unsigned limit)
+{
+    uint64_t ud = MIO__UD_FIRST + limit;
+    unsigned flags = 0;
+    int got;
+
+    (void)recv_prep(u, rfd, ud, false, limit);
+    if (write(wfd, "x", 1) != 1)
+        return -errno;
+    got = probe_reap(u, ud, &flags);
+    if (got < 0)
+        return got;
+    if (flags & IORING_CQE_F_BUFFER)
+        mio__uring_buf_put(u, flags >> IORING_CQE_BUFFER_SHIFT);
+    return got == 1 && (flags & IORING_CQE_F_BUFFER) && !(flags & IORING_CQE_F_MORE) ? 0 : -EIO;
+}
+
 /* A ring with buffers, and a receive of one byte into them over a socketpair: what the backend
- * needs, tried rather than read off the kernel's version (distribution kernels backport). */
+ * needs, tried rather than read off the kernel's version (distribution kernels backport). Then
+ * the same with a multishot receive limited to one byte, which a kernel without the limit
+ * refuses (-EINVAL) and one that ignored it would leave armed (MORE). */
 static int probe_run(void)
 {
     struct mio__uring *u;
-    int sv[2], err, got = -ETIME;
+    int sv[2], err;
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
-    err = mio__uring_new(sv[0], &u); /* any pollable fd stands in for the epoll fd */
+    err = ring_new(sv[0], false, false, &u); /* any pollable fd stands in for the epoll fd */
     if (err == 0) {
-        struct io_uring_cqe *cqe;
-
-        (void)mio__uring_recv(u, sv[0], MIO__UD_FIRST, false);
-        (void)io_uring_submit(&u->ring);
-        u->entered = true;
-        if (write(sv[1], "x", 1) != 1) {
-            err = -errno;
-        } else {
-            for (int i = 0; i < 50 && got == -ETIME; i++) {
-                struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
-                unsigned head, n = 0;
-
-                (void)io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, &ts, NULL);
-                io_uring_for_each_cqe(&u->ring, head, cqe)
-                {
-                    n++;
-                    if (cqe_count(u, cqe) && io_uring_cqe_get_data64(cqe) == MIO__UD_FIRST)
-                        got = cqe->res == 1 && (cqe->flags & IORING_CQE_F_BUFFER) ? 0 : cqe->res;
-                }
-                io_uring_cq_advance(&u->ring, n);
-            }
-            err = got == -EINVAL || got == -ETIME ? -EOPNOTSUPP : (got < 0 ? got : 0);
-        }
+        err = probe_recv(u, sv[0], sv[1], 0);
+        if (err == -EINVAL || err == -ETIME || err == -EIO)
+            err = -EOPNOTSUPP;
+        probe_mshot = err == 0 && probe_recv(u, sv[0], sv[1], 1) == 0;
         mio__uring_free(u);
     }
     (void)close(sv[0]);
@@ -760,6 +836,12 @@ int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first)
     (void)ud;
     (void)poll_first;
     return -EOPNOTSUPP;
+}
+
+bool mio__uring_recv_multishot(const struct mio__uring *u)
+{
+    (void)u;
+    return false;
 }
 
 int mio__uring_nop(struct mio__uring *u, uint64_t ud)
