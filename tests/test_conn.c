@@ -1345,6 +1345,95 @@ static void test_ring_receive_arms(void **state)
     close(cli);
 }
 
+/* ---- what a conn takes after it stops reading ---- */
+
+#define FLOOD (1024u * 1024u)
+
+struct stopper {
+    mio_conn *c;
+    size_t got, first, resumed; /* bytes in all, in the first on_read, in the first after resume */
+    int reads;
+    bool stopped, resumed_seen, bad_data;
+};
+
+static void stopper_read(mio_conn *c, const void *data, size_t len, void *arg)
+{
+    struct stopper *st = arg;
+
+    if (len == 0)
+        return;
+    if (!pattern_check(data, st->got, len))
+        st->bad_data = true;
+    st->got += len;
+    st->reads++;
+    if (!st->stopped) {
+        st->stopped = true;
+        st->first = len;
+        assert_int_equal(mio_conn_set_reading(c, false), 0);
+    } else if (!st->resumed_seen) {
+        st->resumed_seen = true;
+        st->resumed = len;
+    }
+}
+
+static const mio_conn_ops stopper_ops = {stopper_read, NULL, NULL};
+
+/* A megabyte waits in the socket; the first on_read turns reading off. What the conn still takes
+ * before that takes effect is bounded: on the ring, what its receive completes before the cancel
+ * (at most two 16 KiB buffers: the multishot receive's limit, or one single-shot buffer), which
+ * the first on_read after the resume brings along with at most one fresh buffer; on epoll nothing
+ * (the next read, after the resume, is one 64 KiB read). Without the limit a multishot receive
+ * would take buffers for as long as data waited. Then everything arrives, intact. */
+static void test_stop_reading_bound(void **state)
+{
+    struct stopper st = {0};
+    unsigned char *out = malloc(FLOOD);
+    bool ring = mio_reactor_backend(r) == MIO_BACKEND_IO_URING;
+    unsigned long long until;
+    size_t sent = 0;
+    int cli, srv;
+
+    (void)state;
+    assert_non_null(out);
+    pattern_fill(out, 0, FLOOD);
+    make_pair(&cli, &srv);
+    assert_int_equal(mio_set_nonblocking(cli, true), 0);
+    while (sent < FLOOD) { /* as much as the sockets hold */
+        ssize_t n = send(cli, out + sent, FLOOD - sent, MSG_NOSIGNAL);
+
+        if (n <= 0)
+            break;
+        sent += (size_t)n;
+    }
+    assert_true(sent > 256u * 1024u);
+    assert_int_equal(mio_conn_open(r, srv, &stopper_ops, &st, &st.c), 0);
+    until = mio_test_now_ms() + 10000;
+    while (!st.stopped && mio_test_now_ms() < until)
+        assert_true(mio_reactor_run_once(r, 5) >= 0);
+    assert_true(st.stopped);
+    run_for(50);
+    assert_int_equal(st.reads, 1);
+    assert_int_equal(mio_conn_set_reading(st.c, true), 0);
+    until = mio_test_now_ms() + 20000;
+    while (st.got < FLOOD && mio_test_now_ms() < until) {
+        ssize_t n;
+
+        assert_true(mio_reactor_run_once(r, 5) >= 0);
+        if (sent < FLOOD && (n = send(cli, out + sent, FLOOD - sent, MSG_NOSIGNAL)) > 0)
+            sent += (size_t)n;
+    }
+    print_message("note: first on_read %zu bytes, first after the resume %zu\n", st.first,
+                  st.resumed);
+    assert_int_equal(st.got, FLOOD);
+    assert_false(st.bad_data);
+    assert_true(st.first <= (ring ? 16u : 64u) * 1024u);
+    assert_true(st.resumed <= (ring ? 3u * 16u : 64u) * 1024u);
+    mio_conn_close(st.c);
+    run_for(10);
+    close(cli);
+    free(out);
+}
+
 static void test_relay_from_receive_buffer(void **state)
 {
     bool ring = mio_reactor_backend(r) == MIO_BACKEND_IO_URING;
@@ -1476,6 +1565,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_epoll_set_membership, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relay_from_receive_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_receive_arms, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_reading_bound, setup, teardown),
     };
 
     mio_test_watchdog(280);
