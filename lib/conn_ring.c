@@ -11,10 +11,10 @@
  * again when it ended while the conn still reads. Where the kernel can limit a multishot receive,
  * the receive is multishot (mio__uring_recv): one arm serves many messages, without a poll arm
  * per message, and ends after a buffer's worth of bytes, so a conn takes at most two buffers per
- * arm and back-pressure (the high mark, mio_conn_set_reading) takes effect within two buffers, as
- * within one with epoll. Elsewhere it is single-shot: one buffer per arm. A receive that
- * found the socket drained re-arms with POLL_FIRST: the kernel waits for data instead of trying
- * at once.
+ * arm and back-pressure (the high mark, mio_conn_set_reading) takes effect within two buffers
+ * (32 KiB; within one 64 KiB read on epoll). Elsewhere it is single-shot: one buffer per arm. A
+ * receive that found the socket drained re-arms with POLL_FIRST: the kernel waits for data
+ * instead of trying at once.
  *
  * The receive's user_data is the conn's token (slot | generation << 32), so a completion that
  * arrives after the conn was finished (its slot released, maybe reused) finds no conn and only
