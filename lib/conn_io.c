@@ -396,37 +396,47 @@ static int conn_send_record(mio_conn *c, struct mio__stage_rec *rec)
 
 void mio__conn_stage_flush(struct mio__conn_ctx *ctx)
 {
-    /* A send may tear its conn down, which only drops that conn's records. */
+    /* A send may tear its conn down, which only drops that conn's records. A record the ring
+     * took (await) is the kernel's: sent again, its bytes would go twice. */
     for (unsigned i = 0; i < ctx->nrecs; i++)
-        if (ctx->recs[i].c != NULL)
+        if (ctx->recs[i].c != NULL && !ctx->recs[i].await)
             (void)conn_send_record(ctx->recs[i].c, &ctx->recs[i]);
     stage_reset(ctx);
 }
 
 /* io_uring: the stage's records go out as sends on the ring, prepared right before the reactor's
- * wait submits them (nothing runs in between, so no conn's fd can be closed under a prepared
- * send), and their completions are seen in the reap's first pass, before any callback can write
- * to the stage again: the kernel reads the stage only while the stage stands still (a send with
- * MSG_DONTWAIT reads it during the enter). A conn staged in several records (SPLIT) sends with
- * one sendmsg syscall instead: sends of one socket must not overtake each other, and two on the
- * ring could (the first short, the second taken). A record the ring cannot take (the SQ stayed
- * full) is sent at once. */
+ * wait (or the end of an iteration) submits them (nothing runs in between, so no conn's fd can be
+ * closed under a prepared send), and their outcomes are seen in the reap's first pass, before any
+ * callback can write to the stage again: the kernel reads the stage only while the stage stands
+ * still (a send with MSG_DONTWAIT reads it during the enter). The sends are quiet where the kernel
+ * allows (mio__uring_send): a full send posts nothing and is seen at MIO__UD_SENDS_DONE, so a
+ * wait that submits them still blocks. A conn staged in several records (SPLIT) sends with one
+ * sendmsg syscall instead: sends of one socket must not overtake each other, and two on the ring
+ * could (the first short, the second taken). A record the ring cannot take (the SQ stayed full)
+ * is sent at once. Returns how many sends must be seen before the loop may sleep (not 0: the
+ * wait does not block): those that will complete either way, quiet ones of a conn whose close or
+ * shutdown waits for them, and one more when many provided buffers are lent. */
 unsigned mio__conn_stage_submit(struct mio__conn_ctx *ctx)
 {
-    unsigned n = 0;
+    unsigned n = 0, must = 0;
 
     if (ctx->nsent > 0)
         return 0; /* the last wait's sends are unseen (its enter failed): they come first */
     for (unsigned i = 0; i < ctx->nrecs; i++) {
         struct mio__stage_rec *rec = &ctx->recs[i];
         mio_conn *c = rec->c;
+        int q;
 
         if (c == NULL)
             continue;
         if (!(c->flags & MIO__CF_SPLIT) &&
-            mio__uring_send(ctx->ring, mio__conn_fd(c), stage_rec_data(ctx, rec), rec->len,
-                            MIO__UD_URGENT | i) == 0) {
+            (q = mio__uring_send(ctx->ring, mio__conn_fd(c), stage_rec_data(ctx, rec), rec->len,
+                                 MIO__UD_URGENT | i, true)) >= 0) {
+            rec->await = true;
+            rec->quiet = q == 1;
             n++;
+            if (q == 0 || (c->flags & (MIO__CF_CLOSING | MIO__CF_SHUT_REQ)))
+                must++;
             continue;
         }
         (void)conn_send_record(c, rec);
@@ -434,19 +444,37 @@ unsigned mio__conn_stage_submit(struct mio__conn_ctx *ctx)
     ctx->nsent = n;
     if (n == 0)
         stage_reset(ctx);
-    return n;
+    /* The buffers lent to records stay out of the ring until the outcomes are seen: a wait that
+     * submitted the sends would run with that many fewer buffers for its receives. */
+    else if (ctx->nlent * 8 > MIO__URING_BUFS)
+        must++;
+    return must;
 }
 
-void mio__conn_stage_sent(struct mio__conn_ctx *ctx, unsigned i, int res)
+/* The outcome of record i's send. */
+static void stage_seen(struct mio__conn_ctx *ctx, struct mio__stage_rec *rec, int res)
 {
-    struct mio__stage_rec *rec = &ctx->recs[i];
-
+    rec->await = false;
     if (rec->c != NULL) { /* else the conn was torn down meanwhile: its bytes do not matter */
         res = mio__conn_ring_result(MIO__RING_SEND, rec->c, res);
         (void)conn_record_sent(rec->c, rec, res == -EINTR ? -EAGAIN : res);
     }
     if (--ctx->nsent == 0)
         stage_reset(ctx); /* every record was sent, queued or dropped */
+}
+
+void mio__conn_stage_sent(struct mio__conn_ctx *ctx, unsigned i, int res)
+{
+    stage_seen(ctx, &ctx->recs[i], res);
+}
+
+void mio__conn_stage_sends_done(struct mio__conn_ctx *ctx)
+{
+    /* The quiet sends that reported nothing took every byte. stage_seen resets the stage (no
+     * records left) when the last outcome is seen. */
+    for (unsigned j = 0; j < ctx->nrecs; j++)
+        if (ctx->recs[j].await && ctx->recs[j].quiet)
+            stage_seen(ctx, &ctx->recs[j], (int)ctx->recs[j].len);
 }
 
 /* io_uring, inside on_read: a write of bytes that lie in the provided buffer on_read is being
@@ -465,7 +493,7 @@ static bool conn_lend(struct mio__conn_ctx *ctx, mio_conn *c, const struct iovec
         return false;
     ctx->recs[ctx->nrecs++] = (struct mio__stage_rec){
         c, MIO__REC_LENT | (uint32_t)(p - (uintptr_t)mio__uring_buf(ctx->ring, 0)),
-        (uint32_t)total};
+        (uint32_t)total, false, false};
     ctx->lend_taken = true;
     c->flags |= MIO__CF_STAGED;
     mio__reactor_request_settle(c->r);
@@ -507,7 +535,7 @@ static int conn_stage(mio_conn *c, const struct iovec *iov, int iovcnt, size_t t
     } else {
         if (c->flags & MIO__CF_STAGED)
             c->flags |= MIO__CF_SPLIT;
-        ctx->recs[ctx->nrecs++] = (struct mio__stage_rec){c, ctx->stage_len, (uint32_t)total};
+        ctx->recs[ctx->nrecs++] = (struct mio__stage_rec){c, ctx->stage_len, (uint32_t)total, false, false};
     }
     for (int i = 0; i < iovcnt; i++) {
         memcpy(ctx->stage + ctx->stage_len, iov[i].iov_base, iov[i].iov_len);

@@ -202,6 +202,10 @@ void mio__conn_ring_complete(mio_reactor *r, void *ctx, uint64_t ud, int res, un
     struct mio__uring *ring = ((struct mio__conn_ctx *)ctx)->ring;
     mio_conn *c;
 
+    if (ud == MIO__UD_SENDS_DONE) {
+        mio__conn_stage_sends_done(ctx);
+        return;
+    }
     if (ud & MIO__UD_URGENT) {
         mio__conn_stage_sent(ctx, (unsigned)(ud & ~MIO__UD_URGENT), res);
         return;

@@ -56,6 +56,7 @@ struct mio_reactor {
     mio__arena arena;
     bool own_arena;
     bool in_loop; /* inside run / run_once: no nesting */
+    bool in_run;  /* inside mio_reactor_run: another iteration follows this one */
     bool has_src;
     bool settle_req; /* mio__reactor_request_settle: the ext's settle runs at the next safe point */
     bool settling;
@@ -768,15 +769,19 @@ static int ring_harvest(mio_reactor *r, unsigned *cqes)
     return n;
 }
 
-/* The end of an iteration on the ring: what its callbacks wrote goes to the kernel now, as one
- * submission of sends whose completions are seen at once (so the next wait blocks, and
- * mio_conn_pending says 0 when run_once returns). Those completions may close conns, whose
- * on_close may write again: a few rounds take that too; what is left goes with the next wait.
- * Then the cancels of conns closed in this iteration, if no submission took them. */
-static void ring_end_iteration(mio_reactor *r)
+/* The end of an iteration on the ring. Inside mio_reactor_run (fold) another wait follows at
+ * once: what the callbacks wrote is prepared and submitted by it, quiet sends do not end it, and
+ * their outcomes are seen in its reap before any callback runs; one io_uring_enter per
+ * iteration. Otherwise (mio_reactor_run_once, or the end of a run) it goes to the kernel now, as
+ * one submission of sends whose outcomes are seen at once (so the next wait blocks, and
+ * mio_conn_pending says 0 when run_once returns). Those outcomes may close conns, whose on_close
+ * may write again: a few rounds take that too; what is left goes with the next wait. Then the
+ * cancels of conns closed in this iteration, if no submission took them. */
+static void ring_end_iteration(mio_reactor *r, bool fold)
 {
-    for (int round = 0; round < 4 && r->ext != NULL && r->ext->submit != NULL; round++) {
-        if (r->ext->submit(r, r->ext_ctx) == 0)
+    for (int round = 0; !fold && round < 4 && r->ext != NULL && r->ext->submit != NULL; round++) {
+        if (r->ext->submit(r, r->ext_ctx) == 0 && !mio__uring_unsubmitted(r->uring) &&
+            !mio__uring_sends_unseen(r->uring))
             break;
         (void)mio__uring_submit_urgent(r->uring, ring_on_cqe, r);
         settle_point(r);
@@ -854,7 +859,7 @@ static int iterate(mio_reactor *r, int timeout_ms)
         r->now = mio__clock_ms(r->now);
     ran += run_timers(r);
     if (r->uring != NULL)
-        ring_end_iteration(r);
+        ring_end_iteration(r, r->in_run);
     return ran;
 }
 
@@ -874,18 +879,31 @@ int mio_reactor_run_once(mio_reactor *r, int timeout_ms)
 
 int mio_reactor_run(mio_reactor *r)
 {
+    int rc;
+
     if (r == NULL)
         return -EINVAL;
     if (r->in_loop)
         return -EBUSY;
+    r->in_run = true;
     for (;;) {
-        int rc;
-        if (mio__pr_load_uint(&r->stop) != 0 && mio__pr_fas_uint(&r->stop, 0) != 0)
-            return 0;
+        if (mio__pr_load_uint(&r->stop) != 0 && mio__pr_fas_uint(&r->stop, 0) != 0) {
+            rc = 0;
+            break;
+        }
         rc = mio_reactor_run_once(r, -1);
         if (rc < 0 && rc != -EINTR)
-            return rc;
+            break;
     }
+    r->in_run = false;
+    /* A stop: the last iteration's writes, left for a wait that will not come. (After a failed
+     * wait the ring is not entered again: what it holds goes with the conns the error closes.) */
+    if (r->uring != NULL && rc == 0) {
+        r->in_loop = true;
+        ring_end_iteration(r, false);
+        r->in_loop = false;
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------------ stats and internals */

@@ -492,24 +492,29 @@ int __wrap_mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_
     return fault_nop_due(u, ud, &fault_ring_due[MIO__RING_RECV][fd]);
 }
 
-int __real_mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud);
-int __wrap_mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud);
-int __wrap_mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud)
+int __real_mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud,
+                           bool quiet);
+int __wrap_mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud,
+                           bool quiet);
+/* A faulted send is never quiet: its completion must come, to carry the fault (a short one's
+ * success would otherwise stand for the whole record). */
+int __wrap_mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud,
+                           bool quiet)
 {
     int err, rc;
 
     if (!fault_ring_fd(fd))
-        return __real_mio__uring_send(u, fd, buf, len, ud);
+        return __real_mio__uring_send(u, fd, buf, len, ud, quiet);
     if (fault_hit(FAULT_RING_SEND_RES, fd)) {
         err = errno;
-        rc = __real_mio__uring_send(u, fd, buf, 0, ud);
+        rc = __real_mio__uring_send(u, fd, buf, 0, ud, false);
         if (rc == 0)
             atomic_store(&fault_ring_due[MIO__RING_SEND][fd], -err);
         return rc;
     }
     if (len > 1 && fault_hit(FAULT_RING_SEND_SHORT, fd))
-        len /= 2;
-    return __real_mio__uring_send(u, fd, buf, len, ud);
+        return __real_mio__uring_send(u, fd, buf, len / 2, ud, false);
+    return __real_mio__uring_send(u, fd, buf, len, ud, quiet);
 }
 
 int __real_mio__conn_ring_result(enum mio__ring_op op, const mio_conn *c, int res);

@@ -1434,6 +1434,65 @@ static void test_stop_reading_bound(void **state)
     free(out);
 }
 
+/* ---- mio_reactor_run on the ring: one io_uring_enter per echoed message ---- */
+
+static void *run_thread(void *arg)
+{
+    return (void *)(intptr_t)mio_reactor_run(arg);
+}
+
+/* A single connection echoed one message at a time under mio_reactor_run: the wait that returns
+ * a message also submits the answer to the one before (its send is quiet: a full send posts no
+ * completion to end the wait), so the ring makes about one enter per message, where the end of
+ * each iteration submitting its sends on its own would make two. Every byte comes back, in
+ * order; the stop then sends what the last iteration wrote. */
+static void test_run_one_enter_per_message(void **state)
+{
+    struct tconn t = {.echo = true, .check_pattern = true};
+    struct mio_reactor_stats before, after;
+    unsigned char out[64], in[64];
+    pthread_t th;
+    void *rc;
+    int cli, srv;
+
+    struct timeval tv = {.tv_sec = 10};
+
+    (void)state;
+    make_pair(&cli, &srv);
+    assert_int_equal(setsockopt(cli, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    assert_int_equal(mio_conn_open(r, srv, &t_ops, &t, &t.c), 0);
+    run_for(5);
+    assert_int_equal(mio_reactor_stats(r, &before), 0);
+    assert_int_equal(pthread_create(&th, NULL, run_thread, r), 0);
+    for (size_t m = 0; m < ARM_MSGS; m++) {
+        size_t got = 0;
+
+        pattern_fill(out, m * sizeof out, sizeof out);
+        assert_int_equal(send(cli, out, sizeof out, MSG_NOSIGNAL), (ssize_t)sizeof out);
+        while (got < sizeof in) {
+            ssize_t n = recv(cli, in + got, sizeof in - got, 0); /* bounded: SO_RCVTIMEO */
+
+            assert_true(n > 0 || (n < 0 && errno == EINTR));
+            got += n > 0 ? (size_t)n : 0;
+        }
+        assert_memory_equal(in, out, sizeof out);
+    }
+    mio_reactor_stop(r);
+    assert_int_equal(pthread_join(th, &rc), 0);
+    assert_int_equal((int)(intptr_t)rc, 0);
+    assert_int_equal(mio_reactor_stats(r, &after), 0);
+    assert_false(t.bad_data);
+    if (after.backend == MIO_BACKEND_IO_URING) {
+        uint64_t enters = after.ring_enters - before.ring_enters;
+
+        print_message("note: %d enters for %d messages\n", (int)enters, ARM_MSGS);
+        assert_true(enters <= ARM_MSGS + ARM_MSGS / 4);
+    }
+    mio_conn_close(t.c);
+    run_for(10);
+    close(cli);
+}
+
 static void test_relay_from_receive_buffer(void **state)
 {
     bool ring = mio_reactor_backend(r) == MIO_BACKEND_IO_URING;
@@ -1566,6 +1625,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_relay_from_receive_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ring_receive_arms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_reading_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_run_one_enter_per_message, setup, teardown),
     };
 
     mio_test_watchdog(280);

@@ -92,6 +92,8 @@ _Static_assert(MIO__CONN_INTERN_MAX < MIO__CONN_OPS_OWN, "an intern index must f
 struct mio__stage_rec {
     mio_conn *c; /* NULL once sent or dropped */
     uint32_t off, len; /* off: in the stage, or MIO__REC_LENT | offset from the provided buffers */
+    bool await; /* io_uring: sent on the ring, the outcome not seen yet */
+    bool quiet; /* ... as a quiet send: no completion when it takes every byte */
 };
 /* io_uring: a record whose bytes stay in the provided buffer they were received into (a write,
  * inside on_read, of bytes on_read was given: the echo and proxy pattern), instead of being
@@ -120,7 +122,7 @@ struct mio__conn_ctx {
     char *stage;
     uint32_t stage_len;
     unsigned nrecs;
-    unsigned nsent; /* io_uring: records sent on the ring whose completion is unseen */
+    unsigned nsent; /* io_uring: records sent on the ring whose outcome is unseen (await) */
     struct mio__stage_rec recs[MIO__STAGE_RECS];
     /* io_uring: the provided buffer on_read is being given now (NULL outside), whether a record
      * took it (it then stays out of the ring), and the buffers lent to the stage's records. */
@@ -217,6 +219,7 @@ void mio__conn_stage_flush(struct mio__conn_ctx *ctx);
 unsigned mio__conn_stage_submit(struct mio__conn_ctx *ctx);
 /* io_uring: the completion of record i's send (res: bytes sent or -errno). */
 void mio__conn_stage_sent(struct mio__conn_ctx *ctx, unsigned i, int res);
+void mio__conn_stage_sends_done(struct mio__conn_ctx *ctx);
 /* Forgets a dying conn's staged records. */
 void mio__conn_stage_drop(mio_conn *c);
 /* The conn's staged bytes. */

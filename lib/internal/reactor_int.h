@@ -116,9 +116,12 @@ struct mio__reactor_ext {
      * (internal/uring.h), called from the loop like a handler (a settle point follows). A buffer
      * it carries (bid) must be given back with mio__uring_buf_put before it returns. */
     void (*complete)(mio_reactor *r, void *ctx, uint64_t ud, int res, unsigned flags, unsigned bid);
-    /* io_uring backend: called right before the wait's io_uring_enter, the last chance to prepare
-     * operations for it; nothing runs between this call and the submission. Returns how many
-     * operations it prepared whose completions come back at once (the wait then does not block).
+    /* io_uring backend: called right before the wait's io_uring_enter (and at the end of an
+     * iteration that is not followed by a wait at once), the last chance to prepare operations
+     * for it; nothing runs between this call and the submission. Returns how many of the
+     * operations it prepared must be seen before the loop may sleep (their completions come
+     * back at once, or what they end must not wait for other events): the wait then does not
+     * block.
      * Urgent completions (MIO__UD_URGENT) reach `complete` before any other and are followed by
      * no settle point until all of them have been seen: they must run no user callback. */
     unsigned (*submit)(mio_reactor *r, void *ctx);

@@ -25,6 +25,10 @@ struct mio__uring;
  * reaches fn before every other completion of the same reap, and the reap does not return while
  * an urgent operation is still in flight (see mio__uring_reap). */
 #define MIO__UD_URGENT (UINT64_C(1) << 63)
+/* Reported to fn by the urgent pass (mio__uring_reap, mio__uring_submit_urgent) once every
+ * quiet send prepared so far has been submitted: those that posted no completion were sent in
+ * full (see mio__uring_send). */
+#define MIO__UD_SENDS_DONE (MIO__UD_URGENT | (UINT64_C(1) << 47))
 
 /* The completion flags the caller reads. */
 #define MIO__CQE_MORE 1u   /* a multishot operation stays armed */
@@ -90,12 +94,22 @@ int mio__uring_recv(struct mio__uring *u, int fd, uint64_t ud, bool poll_first);
 bool mio__uring_recv_multishot(const struct mio__uring *u);
 /* The size of a provided buffer: a receive that fills it has probably left data behind. */
 #define MIO__URING_BUF_SIZE (16u * 1024u)
+/* How many provided buffers a ring has. */
+#define MIO__URING_BUFS 256u
 /* Prepares a send of buf[0..len) with MSG_DONTWAIT | MSG_NOSIGNAL. The kernel tries it once,
  * while the io_uring_enter that submits it runs, and never waits for room: the completion's res
  * is the count sent (maybe short), -EAGAIN (the socket is full) or -errno. So buf is read only
  * during that call; the caller still keeps it until the completion is seen (urgent user_data:
- * the next reap). Returns 0 or -EBUSY (the SQ stayed full). */
-int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud);
+ * the next reap). quiet (honoured where the kernel skips successful completions, len > 0): a send
+ * that takes every byte posts no completion at all; one that does not (short, -EAGAIN, -errno)
+ * completes as above, and after the enter that submitted it the next urgent pass reports
+ * MIO__UD_SENDS_DONE, which stands for the successes. Quiet sends are not counted in flight (they
+ * end inside their enter), so a wait does not return for them. Returns 1 (quiet), 0 (a completion
+ * will come) or -EBUSY (the SQ stayed full). */
+int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud,
+                    bool quiet);
+/* Whether quiet sends were prepared whose MIO__UD_SENDS_DONE has not been reported yet. */
+bool mio__uring_sends_unseen(const struct mio__uring *u);
 /* Prepares a multishot accept on the listening socket lfd (sent at the next wait or submission):
  * every connection it accepts posts a completion whose res is the new fd (non-blocking,
  * close-on-exec; the peer's address is not reported), with MIO__CQE_MORE set while it stays

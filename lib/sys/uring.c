@@ -36,13 +36,16 @@
 
 #define SQ_ENTRIES 256u
 #define CQ_ENTRIES (8u * SQ_ENTRIES)
-#define BUFS 256u
+#define BUFS MIO__URING_BUFS
 #define BUF_SIZE MIO__URING_BUF_SIZE
 #define BGID 0
 #define FREE_REAP_MS 2000 /* mio__uring_free waits this long for cancelled operations */
 /* Tags the user_data of a wake we sent (callers' are below 2^48; conn tokens stay below 2^56,
  * and the urgent bit is 63), so its failure completion is not taken for an operation's end. */
 #define UD_WAKE_SENT (UINT64_C(1) << 61)
+/* Tags a quiet send (mio__uring_send): it is not counted in flight, since a success posts
+ * nothing, and only its failure completes. */
+#define UD_QUIET (UINT64_C(1) << 59)
 /* IORING_ACCEPT_POLL_FIRST (Linux 6.10; Debian 12's liburing 2.3 does not name it): the accept
  * waits for a pending connection before it takes an fd. Without it the kernel reserves the fd
  * first, so with the fd table full an accept fails with -EMFILE as soon as it is armed, no
@@ -69,6 +72,8 @@ struct mio__uring {
     bool flush_due; /* a cancel is prepared (mio__uring_flush) */
     bool entered; /* something was submitted: the kernel may hold operations */
     bool recv_mshot; /* receives are multishot with a limit (mio__uring_recv_multishot) */
+    bool skip_ok;    /* the kernel honours IOSQE_CQE_SKIP_SUCCESS: sends can be quiet */
+    unsigned quiet_unseen; /* quiet sends prepared since the last MIO__UD_SENDS_DONE */
     unsigned inflight; /* operations whose final completion (no MORE flag) has not been seen */
     unsigned urgent_inflight; /* ... of them urgent (MIO__UD_URGENT) */
     /* Ordinary completions taken off the CQ by mio__uring_submit_urgent, for the next reap. */
@@ -168,7 +173,7 @@ static bool cqe_count(struct mio__uring *u, const struct io_uring_cqe *cqe)
 {
     if (cqe->user_data == LIBURING_UDATA_TIMEOUT)
         return false;
-    if (cqe->user_data == MIO__UD_WAKE || (cqe->user_data & UD_WAKE_SENT) != 0)
+    if (cqe->user_data == MIO__UD_WAKE || (cqe->user_data & (UD_WAKE_SENT | UD_QUIET)) != 0)
         return true;
     if (!(cqe->flags & IORING_CQE_F_MORE))
         u->inflight--;
@@ -223,6 +228,8 @@ static void *setup_thread(void *arg)
         j->u->can_wake = wake_probe(&j->u->ring, features);
     else if (j->ring_err == 0)
         j->bufs_err = bufs_init(j->u);
+    if (j->ring_err == 0)
+        j->u->skip_ok = (features & IORING_FEAT_CQE_SKIP) != 0;
     return NULL;
 }
 
@@ -297,7 +304,9 @@ static void cqe_deliver(struct mio__uring *u, const struct io_uring_cqe *cqe, mi
 
     if (!cqe_count(u, cqe))
         return;
-    if (ud & MIO__UD_URGENT)
+    if (ud & UD_QUIET)
+        ud &= ~UD_QUIET; /* a quiet send failed: counted nowhere */
+    else if (ud & MIO__UD_URGENT)
         u->urgent_inflight--; /* urgent operations are single-shot */
     if (cqe->flags & IORING_CQE_F_MORE)
         flags |= MIO__CQE_MORE;
@@ -330,7 +339,7 @@ void mio__uring_quiesce(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
 
     held_drop(u, fn, ctx);
     if (!u->entered) {
-        u->inflight = u->urgent_inflight = 0; /* prepared only: dropped with the ring */
+        u->inflight = u->urgent_inflight = u->quiet_unseen = 0; /* prepared only: dropped */
         return;
     }
     sqe = sqe_get(u);
@@ -353,6 +362,7 @@ void mio__uring_quiesce(struct mio__uring *u, mio__uring_cqe_fn fn, void *ctx)
         io_uring_cq_advance(&u->ring, n);
     }
     u->urgent_inflight = 0; /* completed or cancelled: nobody waits for them any more */
+    u->quiet_unseen = 0;
     u->poll_armed = false;
 }
 
@@ -454,6 +464,13 @@ static unsigned urgent_drain(struct mio__uring *u, mio__uring_cqe_fn fn, void *c
             break;
     }
     u->st.cqes += taken;
+    /* Quiet sends complete inside the enter that submits them, failures in the CQ just taken:
+     * once all were submitted, the ones that reported nothing succeeded. */
+    if (*room && u->quiet_unseen > 0 && io_uring_sq_ready(&u->ring) == 0) {
+        u->quiet_unseen = 0;
+        if (fn != NULL)
+            fn(ctx, MIO__UD_SENDS_DONE, 0, 0, 0);
+    }
     return taken;
 }
 
@@ -493,20 +510,35 @@ bool mio__uring_held(const struct mio__uring *u)
     return u->nheld > 0;
 }
 
-int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud)
+bool mio__uring_sends_unseen(const struct mio__uring *u)
+{
+    return u->quiet_unseen > 0;
+}
+
+int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud,
+                    bool quiet)
 {
     struct io_uring_sqe *sqe = sqe_get(u);
 
     if (sqe == NULL)
         return -EBUSY;
-    io_uring_prep_send(sqe, fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, ud);
-    if (ud & MIO__UD_URGENT)
+    /* MSG_WAITALL makes a short send a failure (the kernel ends it with what it sent, as the
+     * socket is non-blocking here): so only a full send succeeds, and only a success is skipped. */
+    quiet = quiet && u->skip_ok && len > 0;
+    io_uring_prep_send(sqe, fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL | (quiet ? MSG_WAITALL : 0));
+    if (quiet) {
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        ud |= UD_QUIET;
+        u->inflight--; /* sqe_get counted it: no completion may come */
+        u->quiet_unseen++;
+    } else if (ud & MIO__UD_URGENT) {
         u->urgent_inflight++;
+    }
+    io_uring_sqe_set_data64(sqe, ud);
     u->st.sends++;
     if (u->bufs != NULL && (uintptr_t)buf - (uintptr_t)u->bufs < (size_t)BUFS * BUF_SIZE)
         u->st.sends_nocopy++;
-    return 0;
+    return quiet ? 1 : 0;
 }
 
 /* A receive into one provided buffer; limit > 0: multishot, ending after limit bytes. */
@@ -865,14 +897,22 @@ bool mio__uring_held(const struct mio__uring *u)
     return false;
 }
 
-int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud)
+int mio__uring_send(struct mio__uring *u, int fd, const void *buf, size_t len, uint64_t ud,
+                    bool quiet)
 {
     (void)u;
     (void)fd;
     (void)buf;
     (void)len;
     (void)ud;
+    (void)quiet;
     return -EOPNOTSUPP;
+}
+
+bool mio__uring_sends_unseen(const struct mio__uring *u)
+{
+    (void)u;
+    return false;
 }
 
 int mio__uring_cancel(struct mio__uring *u, uint64_t ud)
