@@ -780,9 +780,8 @@ static int ring_harvest(mio_reactor *r, unsigned *cqes)
 static void ring_end_iteration(mio_reactor *r, bool fold)
 {
     for (int round = 0; !fold && round < 4 && r->ext != NULL && r->ext->submit != NULL; round++) {
-        if (r->ext->submit(r, r->ext_ctx) == 0 && !mio__uring_unsubmitted(r->uring) &&
-            !mio__uring_sends_unseen(r->uring))
-            break;
+        if (r->ext->submit(r, r->ext_ctx) == 0 && !mio__uring_sends_unseen(r->uring))
+            break; /* no send prepared or unseen (receives armed go with the next wait) */
         (void)mio__uring_submit_urgent(r->uring, ring_on_cqe, r);
         settle_point(r);
     }
