@@ -535,7 +535,8 @@ static int conn_stage(mio_conn *c, const struct iovec *iov, int iovcnt, size_t t
     } else {
         if (c->flags & MIO__CF_STAGED)
             c->flags |= MIO__CF_SPLIT;
-        ctx->recs[ctx->nrecs++] = (struct mio__stage_rec){c, ctx->stage_len, (uint32_t)total, false, false};
+        ctx->recs[ctx->nrecs++] =
+            (struct mio__stage_rec){c, ctx->stage_len, (uint32_t)total, false, false};
     }
     for (int i = 0; i < iovcnt; i++) {
         memcpy(ctx->stage + ctx->stage_len, iov[i].iov_base, iov[i].iov_len);
